@@ -1,0 +1,172 @@
+"""Typed configuration: YAML, then ARNSTREAM_* environment variables, then flags.
+
+Unknown keys and wrongly typed values are errors that name the key. Only cli.py passes the
+environment in; library code receives a finished Config.
+
+Environment: ARNSTREAM_<SECTION>__<KEY>=value (e.g. ARNSTREAM_RUNTIME__THREADS=2), plus the
+documented alias ARNSTREAM_DATA_DIR for data.dir. Values are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+ENV_PREFIX = "ARNSTREAM_"
+ENV_ALIASES = {"ARNSTREAM_DATA_DIR": "data.dir"}
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 1  # torch intra-op threads; 1 measured fastest on 2 cores (docs/results.md)
+
+
+@dataclass
+class DataConfig:
+    dir: str | None = None  # public datasets; None = ../shared/data beside the repository
+
+
+@dataclass
+class ModelConfig:
+    name: str = "arn-n"
+    params: dict = field(default_factory=dict)  # constructor overrides for the detector
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 30
+    batch_size: int = 1024
+    target_fpr: float = 0.001  # alert threshold calibrated on held-out normal traffic
+
+
+@dataclass
+class Config:
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def data_dir(self) -> Path:
+        return Path(self.data.dir) if self.data.dir else (REPO_ROOT.parent / "shared" / "data")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Merge defaults <- YAML file <- environment <- overrides ("section.key" -> value)."""
+    merged: dict = {}
+    source = Path(path) if path else DEFAULT_CONFIG
+    if path or source.is_file():
+        if not source.is_file():
+            raise ConfigError(str(source), "config file not found")
+        try:
+            loaded = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(str(source), f"not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(str(source), "the top level must be a mapping of sections")
+        merged = loaded
+    for key, value in _from_env(env or {}).items():
+        _set_dotted(merged, key, value)
+    for key, value in (overrides or {}).items():
+        _set_dotted(merged, key, value)
+    return _build(Config, merged, prefix="")
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """`section.key=value` from a --set flag; the value is a YAML scalar or flow collection."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(text, "expected KEY=VALUE, e.g. runtime.threads=2")
+    try:
+        return key.strip(), parse_scalar(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(key, f"cannot parse value {raw!r}: {exc}") from exc
+
+
+def parse_scalar(raw: str) -> Any:
+    """YAML's reading of a value, except that `1e-4` is a number (YAML 1.1 calls it text)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out = {}
+    for name, raw in env.items():
+        if name in ENV_ALIASES:
+            out[ENV_ALIASES[name]] = raw
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
+            out[dotted] = parse_scalar(raw) if raw != "" else None
+    return out
+
+
+def _set_dotted(target: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = target
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(dotted, f"'{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls, data: Any, prefix: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(prefix.rstrip(".") or "<root>", f"expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown key (known in this section: {sorted(names)})")
+    kwargs = {}
+    for name, value in data.items():
+        key, hint = f"{prefix}{name}", hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{key}.")
+        else:
+            kwargs[name] = _coerce(key, hint, value)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, hint, value: Any):
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(key, "must not be empty")
+    for t in allowed:
+        if t is type(None):
+            continue
+        origin = typing.get_origin(t) or t
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if origin in (bool, dict, list) and isinstance(value, origin):
+            return value
+    names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+    raise ConfigError(key, f"expected {names}, got {value!r}")

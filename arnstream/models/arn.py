@@ -1,0 +1,420 @@
+"""ARN: Adversarial Regularized Reconstruction (section III of the paper).
+
+A probabilistic encoder q(z|x) and a generator g(z) rewrite each normal record x into a
+close variant x~; the discriminator p(y|x) (y = 1: anomalous) learns real x as normal and
+x~ as anomalous (eq. 2), while the generator tries to have x~ called normal, stays close to
+x and keeps q(z|x) near N(0, I) (eq. 3). The trained discriminator is the detector.
+
+Heads: ARN^N relaxes every output with a sigmoid; ARN^G samples each one-hot categorical
+group with the straight-through Gumbel-softmax (temperature annealed), numerics as ARN^N.
+Variants: objective="elbo" is ARN^GE (eq. 1 optimised jointly, not adversarially);
+kl_weight=0 is ARN^X-KLD.
+
+Every normalisation is LayerNorm: per record, so a record's score never depends on the other
+records in its batch (the public code's batch-statistics BatchNorm does; see docs/results.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ModelError
+from .torch_detector import TorchDetector
+from .training import EpochRecord, StepContext
+
+HEADS = ("numeric", "gumbel")
+OUTPUTS = ("sigmoid", "clamp")
+OBJECTIVES = ("adversarial", "elbo")
+KL_SCHEDULES = ("constant", "warmup", "decay")
+KL_FORMS = ("gaussian", "public-code")
+
+
+def _linear(n_in: int, n_out: int, spectral: bool) -> nn.Module:
+    layer = nn.Linear(n_in, n_out)
+    return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
+
+
+class ARNModule(nn.Module):
+    """Encoder q(z|x), generator g(z) and discriminator D(x) -> logit of p(anomalous | x)."""
+
+    def __init__(self, n_features: int, groups: tuple[tuple[int, int], ...], head: str,
+                 latent_dim: int, hidden: int, d_width: int, dropout: float, spectral_norm: bool,
+                 output: str = "sigmoid"):
+        super().__init__()
+        h, w = hidden, d_width
+        self.groups = groups
+        self.head = head
+        self.output = output
+        numeric = np.ones(n_features, dtype=bool)
+        for a, b in groups:
+            numeric[a:b] = False
+        self.register_buffer("numeric_mask", torch.as_tensor(numeric), persistent=False)
+        self.encoder = nn.Sequential(
+            nn.Linear(n_features, 2 * h), nn.LayerNorm(2 * h), nn.LeakyReLU(0.2),
+            nn.Linear(2 * h, h), nn.LayerNorm(h), nn.LeakyReLU(0.2),
+            nn.Linear(h, h),
+        )
+        self.to_mu = nn.Linear(h, latent_dim)
+        self.to_logvar = nn.Linear(h, latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, h), nn.ReLU(),
+            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(2 * h, n_features),
+        )
+        sn = spectral_norm
+        self.discriminator = nn.Sequential(
+            _linear(n_features, w, sn), nn.LayerNorm(w), nn.LeakyReLU(0.2),
+            _linear(w, 2 * w, sn), nn.LayerNorm(2 * w), nn.LeakyReLU(0.2),
+            _linear(2 * w, 4 * w, sn), nn.LayerNorm(4 * w), nn.LeakyReLU(0.2),
+            _linear(4 * w, w, sn), nn.LayerNorm(w), nn.ReLU(),
+            _linear(w, w // 2, sn), nn.LayerNorm(w // 2), nn.ReLU(), nn.Dropout(dropout),
+            _linear(w // 2, w // 4, sn), nn.ReLU(), nn.Dropout(dropout),
+            _linear(w // 4, 1, sn),
+        )
+
+    def generator_parameters(self):
+        for part in (self.encoder, self.to_mu, self.to_logvar, self.decoder):
+            yield from part.parameters()
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.to_mu(h), self.to_logvar(h).clamp(-12.0, 8.0)
+
+    def squash(self, logits: torch.Tensor) -> torch.Tensor:
+        """Numeric outputs in [0, 1]: a sigmoid, or a straight-through clamp.
+
+        The clamp reaches exact 0 and 1 as real min-max-scaled data does (flags, zero
+        counts), so the discriminator cannot tell generated rows by their softness alone;
+        its backward pass is the identity, so no output gets stuck at a bound.
+        """
+        if self.output == "sigmoid":
+            return torch.sigmoid(logits)
+        return logits + (logits.clamp(0.0, 1.0) - logits).detach()
+
+    def relax(self, logits: torch.Tensor, tau: float) -> torch.Tensor:
+        """Decoder logits -> record-shaped x~ (squash; Gumbel-softmax per group for ARN^G)."""
+        if self.head == "numeric" or not self.groups:
+            return self.squash(logits)
+        out = torch.where(self.numeric_mask, self.squash(logits), torch.zeros_like(logits))
+        parts = [out]
+        for a, b in self.groups:
+            onehot = F.gumbel_softmax(logits[:, a:b], tau=tau, hard=True)
+            parts.append(F.pad(onehot, (a, logits.shape[1] - b)))
+        return torch.stack(parts).sum(0)
+
+    def forward(self, x: torch.Tensor, tau: float = 1.0):
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.relax(self.decoder(z), tau), mu, logvar
+
+    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(x).squeeze(-1)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) as in eq. 3, averaged over batch and latent dims."""
+    return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean()
+
+
+def public_code_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The expression the paper's public code uses instead (kept for fidelity runs only)."""
+    return (0.5 * (-0.5 * logvar + torch.exp(0.5 * logvar) + mu.pow(2))).mean()
+
+
+def noisy_labels(target: float, n: int, step: int, smooth: float, flip: float, decay: float,
+                 device) -> torch.Tensor:
+    """Soft labels in [0, s] (or [1 - s, 1]) with a fraction p flipped; s, p shrink by decay^step.
+
+    This is the paper's schedule (section IV-E, public code): noisy labels early keep D from
+    overpowering G, and the noise fades as training settles.
+    """
+    factor = decay ** step
+    s, p = smooth * factor, flip * factor
+    u = torch.rand(n, device=device) * s
+    y = u if target == 0.0 else 1.0 - u
+    n_flip = int(p * n)
+    if n_flip:
+        idx = torch.randperm(n, device=device)[:n_flip]
+        y[idx] = 1.0 - y[idx]
+    return y
+
+
+class ARN(TorchDetector):
+    name = "arn"
+
+    def __init__(
+        self,
+        head: str = "numeric",
+        objective: str = "adversarial",
+        latent_dim: int = 16,
+        hidden: int = 32,
+        d_width: int = 128,
+        dropout: float = 0.2,
+        spectral_norm: bool = False,
+        output: str = "sigmoid",
+        d_noise: float = 0.0,
+        box_negatives: float = 0.0,
+        box_margin: float = 0.5,
+        epochs: int = 30,
+        batch_size: int = 1024,
+        lr_d: float = 1e-5,
+        lr_g: float = 1e-4,
+        adv_weight: float = 0.01,
+        rec_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        kl_form: str = "gaussian",
+        kl_schedule: str = "decay",
+        kl_decay: float = 0.998,
+        label_smooth: float = 0.3,
+        label_flip: float = 0.3,
+        label_decay: float = 0.998,
+        tau_start: float = 1.0,
+        tau_min: float = 0.2,
+        tau_decay: float = 0.999,
+        ema_decay: float = 0.999,
+        weak_weight: float = 1.0,
+        seed: int = 0,
+        device: str = "auto",
+    ):
+        self.head = head
+        self.objective = objective
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.d_width = d_width
+        self.dropout = dropout
+        self.spectral_norm = spectral_norm
+        self.output = output
+        self.d_noise = d_noise
+        self.box_negatives = box_negatives
+        self.box_margin = box_margin
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr_d = lr_d
+        self.lr_g = lr_g
+        self.adv_weight = adv_weight
+        self.rec_weight = rec_weight
+        self.kl_weight = kl_weight
+        self.kl_form = kl_form
+        self.kl_schedule = kl_schedule
+        self.kl_decay = kl_decay
+        self.label_smooth = label_smooth
+        self.label_flip = label_flip
+        self.label_decay = label_decay
+        self.tau_start = tau_start
+        self.tau_min = tau_min
+        self.tau_decay = tau_decay
+        self.ema_decay = ema_decay
+        self.weak_weight = weak_weight
+        self.seed = seed
+        self.device = device
+        for name, value, allowed in (("head", head, HEADS), ("objective", objective, OBJECTIVES),
+                                     ("kl_schedule", kl_schedule, KL_SCHEDULES),
+                                     ("kl_form", kl_form, KL_FORMS), ("output", output, OUTPUTS)):
+            if value not in allowed:
+                raise ModelError(f"ARN {name} '{value}' is not one of {allowed}")
+
+    @classmethod
+    def _unit_test_params(cls):
+        return {"epochs": 4, "batch_size": 128, "lr_d": 1e-3, "lr_g": 1e-3, "device": "cpu",
+                "ema_decay": 0.9, "box_negatives": 1.0}
+
+    # ------------------------------------------------------------- schedules
+    def temperature(self, step: int) -> float:
+        return max(self.tau_min, self.tau_start * self.tau_decay ** step)
+
+    def kl_beta(self, step: int) -> float:
+        if self.kl_schedule == "decay":
+            return self.kl_weight * self.kl_decay ** step
+        if self.kl_schedule == "warmup":
+            return self.kl_weight * (1.0 - self.kl_decay ** step)
+        return self.kl_weight
+
+    # ------------------------------------------------------------ TorchDetector
+    def build_module(self, n_features: int) -> ARNModule:
+        groups = tuple(getattr(self, "feature_groups_", ()))
+        return ARNModule(n_features, groups, self.head, self.latent_dim, self.hidden,
+                         self.d_width, self.dropout, self.spectral_norm, self.output)
+
+    def configure(self, module: ARNModule) -> None:
+        self._kl = gaussian_kl if self.kl_form == "gaussian" else public_code_kl
+        if self.objective == "elbo":
+            self._opt_joint = torch.optim.Adam(module.parameters(), lr=self.lr_g)
+        else:
+            self._opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=self.lr_d)
+            self._opt_g = torch.optim.Adam(module.generator_parameters(), lr=self.lr_g)
+        self._d_params = list(module.discriminator.parameters())
+        self._ema = [p.detach().clone() for p in self._d_params] if self.ema_decay > 0 else None
+        self._best = None
+
+    def step_extra(self, X, y) -> dict:
+        if y is None or not (y == 1).any():
+            return {}
+        return {"anomalies": torch.as_tensor(X[y == 1], device=self.device_)}
+
+    def _noisy(self, target: float, n: int, step: int) -> torch.Tensor:
+        return noisy_labels(target, n, step, self.label_smooth, self.label_flip,
+                            self.label_decay, self.device_)
+
+    def training_step(self, x: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        m: ARNModule = self.module_
+        step, n = ctx.step, x.shape[0]
+        anomalies = ctx.extra.get("anomalies")
+        if anomalies is not None:
+            # eq. 4: a few labelled anomalies ride along in every batch
+            k = min(len(anomalies), max(1, n // 8))
+            pick = torch.randint(len(anomalies), (k,), generator=ctx.generator).to(x.device)
+            x_a = anomalies.index_select(0, pick)
+            gen_in = torch.cat([x, x_a])
+        else:
+            x_a, gen_in = None, x
+        x_fake, mu, logvar = m(gen_in, self.temperature(step))
+        rec = F.mse_loss(x_fake[:n], x)
+        kl = self._kl(mu, logvar)
+        beta = self.kl_beta(step)
+
+        # D sees: real normals -> 0, every generated variant -> 1, labelled anomalies -> 1
+        targets = [self._noisy(0.0, n, step), self._noisy(1.0, len(gen_in), step)]
+        d_inputs = [x, x_fake if self.objective == "elbo" else x_fake.detach()]
+        if self.box_negatives > 0:
+            box = self._box_samples(int(self.box_negatives * n), x.device)
+            d_inputs.append(box)
+            targets.append(self._noisy(1.0, len(box), step))
+        if x_a is not None:
+            d_inputs.append(x_a)
+            targets.append(self._noisy(1.0, len(x_a), step))
+        d_logits = m.discriminate(self._instance_noise(torch.cat(d_inputs)))
+        loss_d = F.binary_cross_entropy_with_logits(d_logits, torch.cat(targets), reduction="none")
+        if x_a is not None:
+            weights = torch.ones_like(loss_d)
+            weights[-len(x_a):] = self.weak_weight
+            loss_d = loss_d * weights
+        loss_d = loss_d.mean()
+
+        if self.objective == "elbo":
+            # ARN^GE: one objective, all parameters together (no adversary)
+            loss = loss_d + self.rec_weight * rec + beta * kl
+            self._opt_joint.zero_grad(set_to_none=True)
+            loss.backward()
+            self._opt_joint.step()
+            self._update_ema()
+            return {"loss_d": loss_d, "rec": rec, "kl": kl}
+
+        self._opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self._opt_d.step()
+        self._update_ema()
+
+        # G step: variants (of normals and of labelled anomalies) should be called normal
+        for p in self._d_params:
+            p.requires_grad_(False)
+        adv = F.binary_cross_entropy_with_logits(m.discriminate(self._instance_noise(x_fake)),
+                                                 torch.zeros(len(x_fake), device=x.device))
+        for p in self._d_params:
+            p.requires_grad_(True)
+        loss_g = self.adv_weight * adv + self.rec_weight * rec + beta * kl
+        self._opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self._opt_g.step()
+        return {"loss_d": loss_d, "loss_g": loss_g, "adv": adv, "rec": rec, "kl": kl}
+
+    def _box_samples(self, k: int, device) -> torch.Tensor:
+        """Uniform points in the training box widened by box_margin, with valid one-hot
+        groups: far-off rows D must call anomalous, so that it cannot extrapolate
+        'more extreme than the generator's variants' into 'more normal than normal'."""
+        d = self.n_features_in_
+        x = torch.rand(k, d, device=device) * (1 + 2 * self.box_margin) - self.box_margin
+        for a, b in self.feature_groups_:
+            pick = torch.randint(a, b, (k,), device=device)
+            x[:, a:b] = 0.0
+            x[torch.arange(k, device=device), pick] = 1.0
+        return x
+
+    def _instance_noise(self, x: torch.Tensor) -> torch.Tensor:
+        """Gaussian noise on what D sees in training (never when scoring): blurs the fine
+        texture that tells generated rows from real ones without telling anomalies apart."""
+        return x + self.d_noise * torch.randn_like(x) if self.d_noise > 0 else x
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self._ema is None:
+            return
+        torch._foreach_lerp_(self._ema, [p.detach() for p in self._d_params], 1.0 - self.ema_decay)
+
+    def _swap_ema(self) -> None:
+        """Exchange live and averaged discriminator weights (score with the average)."""
+        if self._ema is None:
+            return
+        with torch.no_grad():
+            for p, e in zip(self._d_params, self._ema):
+                tmp = p.detach().clone()
+                p.copy_(e)
+                e.copy_(tmp)
+
+    @torch.no_grad()
+    def epoch_evaluation(self, epoch: int) -> dict[str, float]:
+        """Label-free signals on validation normals; AUC only if labels were passed explicitly."""
+        if self._X_val is None:
+            return {}
+        m: ARNModule = self.module_
+        m.eval()
+        self._swap_ema()
+        x = self._X_val
+        p_real = torch.sigmoid(m.discriminate(x))
+        x_fake, _, _ = m(x, self.tau_min)
+        p_fake = torch.sigmoid(m.discriminate(x_fake))
+        out = {"val_p_real": float(p_real.mean()), "val_p_fake": float(p_fake.mean()),
+               "val_rec": float(F.mse_loss(x_fake, x))}
+        if self._y_val is not None and len(np.unique(self._y_val)) == 2:
+            from sklearn.metrics import roc_auc_score
+
+            out["val_auc"] = float(roc_auc_score(self._y_val, p_real.cpu().numpy()))
+        self._swap_ema()
+        m.train()
+        return out
+
+    def after_epoch(self, record: EpochRecord):
+        auc = record.evaluation.get("val_auc")
+        if auc is not None and (self._best is None or auc > self._best[0]):
+            self._swap_ema()
+            self._best = (auc, record.epoch, {k: v.detach().clone() for k, v in self.module_.state_dict().items()})
+            self._swap_ema()
+        return None
+
+    def _fit(self, X, y, X_val, y_val) -> None:
+        super()._fit(X, y, X_val, y_val)
+        if self._best is not None:
+            # labelled validation was passed explicitly: keep the best epoch's weights
+            self.module_.load_state_dict(self._best[2])
+            self.selected_epoch_ = self._best[1]
+        else:
+            self._swap_ema()  # the averaged discriminator is the detector
+            self.selected_epoch_ = len(self.history_)
+        self._ema = self._best = None
+        self._opt_d = self._opt_g = self._opt_joint = None
+
+    def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.module_.discriminate(batch))
+
+    # ---------------------------------------------------------------- generator
+    @torch.no_grad()
+    def generate(self, X: np.ndarray, seed: int = 0) -> np.ndarray:
+        """Generated anomalous variants x~ of the rows of X (same encoding as X)."""
+        self._check_fitted()
+        X = self._check_matrix(X, "X", n_features=self.n_features_in_)
+        torch.manual_seed(seed)
+        self.module_.eval()
+        x = torch.as_tensor(X, device=self.device_)
+        x_fake, _, _ = self.module_(x, self.tau_min)
+        return x_fake.cpu().numpy()
+
+    def _get_state(self):
+        arrays, meta = super()._get_state()
+        meta["selected_epoch"] = getattr(self, "selected_epoch_", None)
+        return arrays, meta
+
+    def _set_state(self, arrays, meta) -> None:
+        super()._set_state(arrays, meta)
+        self.selected_epoch_ = meta.get("selected_epoch")

@@ -1,0 +1,123 @@
+"""TorchDetector: the shared wrapper for detectors whose model is an `nn.Module`.
+
+A subclass implements `build_module`, `configure`, `training_step` and `score_batch`;
+this class owns devices, seeding, the call into the training loop, batched scoring in eval
+mode and (de)serialisation of the module's weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from .base import Detector
+from .training import EpochRecord, StepContext, run_training
+
+log = logging.getLogger(__name__)
+
+SCORE_BATCH = 8192
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device '{device}' requested but CUDA is not available here")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device '{device}'") from exc
+
+
+class TorchDetector(Detector):
+    # set by subclasses' constructors
+    epochs: int
+    batch_size: int
+    seed: int
+    device: str
+
+    # progress callback for the CLI: called with each EpochRecord; not a hyper-parameter
+    progress: Callable[[EpochRecord], None] | None = None
+
+    # ------------------------------------------------------------ subclass API
+    def build_module(self, n_features: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def configure(self, module: torch.nn.Module) -> None:
+        """Create optimisers and any other per-fit state."""
+
+    def training_step(self, batch: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def epoch_evaluation(self, epoch: int) -> dict[str, float]:
+        return {}
+
+    def after_epoch(self, record: EpochRecord) -> bool | None:
+        """Hook after each epoch (checkpoint choice, early stop); True stops training."""
+        return None
+
+    def step_extra(self, X: np.ndarray, y) -> dict:
+        return {}
+
+    # -------------------------------------------------------------- machinery
+    def _fit(self, X, y, X_val, y_val) -> None:
+        self.device_ = resolve_device(self.device)
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed % (2**32))
+        normal = X if y is None else X[y != 1]
+        if len(normal) < 2:
+            raise ModelError("need at least two normal rows to train")
+        self.module_ = self.build_module(X.shape[1]).to(self.device_)
+        self._X_val = None if X_val is None else torch.as_tensor(X_val, device=self.device_)
+        self._y_val = y_val
+        self.configure(self.module_)
+        self.module_.train()
+        history = run_training(
+            self.training_step,
+            torch.as_tensor(normal, device=self.device_),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            extra=self.step_extra(X, y),
+            evaluate=self.epoch_evaluation,
+            on_epoch_end=self._on_epoch_end,
+        )
+        self.history_ = [r.as_dict() for r in history]
+        self.module_.eval()
+        self._X_val = self._y_val = None
+
+    def _on_epoch_end(self, record: EpochRecord):
+        stop = self.after_epoch(record)
+        if self.progress is not None:
+            self.progress(record)
+        return stop
+
+    @torch.no_grad()
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        self.module_.eval()
+        out = []
+        for start in range(0, len(X), SCORE_BATCH):
+            batch = torch.as_tensor(X[start : start + SCORE_BATCH], device=self.device_)
+            out.append(self.score_batch(batch).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _get_state(self):
+        arrays = {k: v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        return arrays, {"history": getattr(self, "history_", [])}
+
+    def _set_state(self, arrays, meta) -> None:
+        self.device_ = resolve_device(self.device if self.device != "auto" else "cpu")
+        self.module_ = self.build_module(self.n_features_in_).to(self.device_)
+        state = {k: torch.as_tensor(v) for k, v in arrays.items()}
+        missing, unexpected = self.module_.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelError(f"weights do not fit the architecture: missing {missing}, unexpected {unexpected}")
+        self.module_.eval()
+        self.history_ = meta.get("history", [])

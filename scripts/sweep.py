@@ -1,0 +1,93 @@
+"""Run many `arnstream evaluate` configurations in parallel and tabulate them.
+
+Used for the ablations in docs/results.md. Hyper-parameters are compared on the
+*validation* AUC of their runs (`val_auc`), never on the test AUC that the docs report.
+
+    python scripts/sweep.py --plan docs/experiments/ablation.txt --out results/sweep \
+        --workers 12 --deadline 300 -- --device cuda --threads 1
+
+A plan file has one job per line: `NAME DATASET MODEL EPOCHS RUNS SEED [--set k=v ...]`.
+Jobs still running at the deadline are stopped; what finished is still tabulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def parse_plan(path: Path) -> list[dict]:
+    jobs = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, dataset, model, epochs, runs, seed, *rest = shlex.split(line)
+        jobs.append({"name": name, "args": ["--dataset", dataset, "--model", model, "--epochs", epochs,
+                                            "--runs", runs, "--seed", seed, *rest]})
+    return jobs
+
+
+def run_jobs(jobs: list[dict], out: Path, workers: int, deadline: float, extra: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    pending, running = list(jobs), []
+    stop_at = time.monotonic() + deadline
+    while pending or running:
+        while pending and len(running) < workers:
+            job = pending.pop(0)
+            cmd = [sys.executable, "-m", "arnstream.cli", "evaluate", *job["args"], *extra,
+                   "--out", str(out / f"{job['name']}.json")]
+            log = open(out / f"{job['name']}.log", "w")
+            running.append((job, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        time.sleep(1)
+        for item in list(running):
+            job, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                print(f"done {job['name']} rc={proc.returncode}", flush=True)
+        if time.monotonic() > stop_at:
+            for job, proc, log in running:
+                proc.kill()
+                print(f"stopped at deadline: {job['name']}", flush=True)
+            running.clear()
+            pending.clear()
+
+
+def table(out: Path) -> str:
+    rows = []
+    for path in sorted(out.glob("*.json")):
+        r = json.loads(path.read_text())
+        s = r["summary"]
+        rows.append((r["dataset"]["name"], path.stem, s["val_auc"]["mean"], s["auc"]["mean"], s["auc"]["std"],
+                     s["auprc"]["mean"], s["fit_seconds"]["mean"], [round(x["auc"], 4) for x in r["runs"]]))
+    rows.sort(key=lambda x: (x[0], -x[2]))
+    lines = ["| dataset | config | val AUC | test AUC (mean ± std) | AUPRC | fit s/run | per run |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for ds, name, val, auc, std, auprc, fit, per in rows:
+        lines.append(f"| {ds} | {name} | {val:.4f} | {auc:.4f} ± {std:.4f} | {auprc:.4f} | {fit:.0f} | {per} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plan", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--deadline", type=float, default=3600, help="seconds before running jobs are stopped")
+    parser.add_argument("extra", nargs="*", help="arguments for every evaluate call (after --)")
+    args = parser.parse_args()
+    run_jobs(parse_plan(args.plan), args.out, args.workers, args.deadline, args.extra)
+    report = table(args.out)
+    (args.out / "table.md").write_text(report + "\n")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

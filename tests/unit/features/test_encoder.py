@@ -1,0 +1,106 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from arnstream.errors import RecordError, SchemaError
+from arnstream.features import RecordEncoder
+from arnstream.schema import FlowSchema
+
+SCHEMA = FlowSchema.from_dict({
+    "name": "t",
+    "fields": [
+        {"name": "id", "kind": "key"},
+        {"name": "proto", "kind": "categorical"},
+        {"name": "bytes", "kind": "numeric", "min": 0},
+        {"name": "rate", "kind": "numeric", "min": 0, "max": 1},
+        {"name": "label", "kind": "label"},
+    ],
+})
+TRAIN = [
+    {"id": 1, "proto": "tcp", "bytes": 100, "rate": 0.0},
+    {"id": 2, "proto": "udp", "bytes": 300, "rate": 1.0},
+    {"id": 3, "proto": "tcp", "bytes": 200, "rate": 0.5},
+]
+
+
+@pytest.fixture
+def enc():
+    return RecordEncoder(SCHEMA).fit(TRAIN)
+
+
+def test_output_is_float32_minmax_and_one_hot_with_unknown_bucket(enc):
+    X = enc.transform(TRAIN)
+    assert X.dtype == np.float32
+    assert enc.feature_names_ == ["proto=tcp", "proto=udp", "proto=<unknown>", "bytes", "rate"]
+    np.testing.assert_allclose(X[:, 3], [0.0, 1.0, 0.5])
+    np.testing.assert_array_equal(X[:, :3].sum(axis=1), 1.0)
+
+
+def test_scaling_is_fitted_on_training_data_only(enc):
+    X = enc.transform([{"proto": "tcp", "bytes": 500, "rate": 0.5}])
+    assert X[0, 3] == pytest.approx(2.0)  # beyond the training range: not refitted
+
+
+def test_unknown_category_goes_to_the_unknown_bucket_not_an_error(enc):
+    X = enc.transform([{"proto": "sctp", "bytes": 100, "rate": 0.1}])
+    assert X[0, 2] == 1.0 and X[0, :2].sum() == 0.0
+
+
+@pytest.mark.parametrize("record, field, reason", [
+    ({"proto": "tcp", "rate": 0.1}, "bytes", "missing"),
+    ({"proto": "tcp", "bytes": None, "rate": 0.1}, "bytes", "missing"),
+    ({"bytes": 1, "rate": 0.1}, "proto", "missing"),
+    ({"proto": "tcp", "bytes": "lots", "rate": 0.1}, "bytes", "not a number"),
+    ({"proto": "tcp", "bytes": math.nan, "rate": 0.1}, "bytes", "NaN"),
+    ({"proto": "tcp", "bytes": math.inf, "rate": 0.1}, "bytes", "infinite"),
+    ({"proto": "tcp", "bytes": -5, "rate": 0.1}, "bytes", "below the minimum"),
+    ({"proto": "tcp", "bytes": 5, "rate": 7}, "rate", "above the maximum"),
+    ({"proto": ["tcp"], "bytes": 5, "rate": 0.1}, "proto", "expected a category"),
+])
+def test_bad_record_raises_record_error_naming_field_and_row(enc, record, field, reason):
+    with pytest.raises(RecordError) as err:
+        enc.transform([TRAIN[0], record])
+    assert err.value.field == field
+    assert err.value.row == 1
+    assert reason in str(err.value) and f"'{field}'" in str(err.value)
+
+
+def test_batch_api_keeps_the_good_rows_and_reports_the_bad(enc):
+    batch = [TRAIN[0], {"proto": "tcp", "bytes": "x", "rate": 0}, TRAIN[1], "not a dict", TRAIN[2]]
+    out = enc.transform_batch(batch)
+    assert out.rows.tolist() == [0, 2, 4]
+    np.testing.assert_array_equal(out.X, enc.transform(TRAIN))
+    assert [(r.row, r.field) for r in out.rejected] == [(1, "bytes"), (3, None)]
+    assert "not an object" in out.rejected[1].reason
+
+
+def test_columns_and_records_give_the_same_matrix(enc):
+    columns = {k: np.asarray([r[k] for r in TRAIN], dtype=object) for k in ("proto", "bytes", "rate")}
+    np.testing.assert_array_equal(enc.transform(columns), enc.transform(TRAIN))
+
+
+def test_json_round_trip_reproduces_the_encoding(enc):
+    restored = RecordEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    batch = TRAIN + [{"proto": "icmp", "bytes": 1000, "rate": 0.3}]
+    np.testing.assert_array_equal(restored.transform(batch), enc.transform(batch))
+    assert restored.feature_names_ == enc.feature_names_
+
+
+def test_inverse_transform_decodes_back_to_record_fields(enc):
+    decoded = enc.inverse_transform(enc.transform(TRAIN))
+    assert [d["proto"] for d in decoded] == ["tcp", "udp", "tcp"]
+    assert [round(d["bytes"]) for d in decoded] == [100, 300, 200]
+
+
+def test_unfitted_encoder_refuses_to_transform():
+    with pytest.raises(SchemaError, match="not fitted"):
+        RecordEncoder(SCHEMA).transform(TRAIN)
+
+
+def test_malformed_state_is_refused(enc):
+    state = enc.to_dict()
+    del state["min"]["bytes"]
+    with pytest.raises(SchemaError):
+        RecordEncoder.from_dict(state)

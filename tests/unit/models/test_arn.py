@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from arnstream.errors import ModelError
+from arnstream.models import ARN, make_detector
+from arnstream.models.arn import ARNModule, gaussian_kl, noisy_labels
+
+GROUPS = ((2, 5), (5, 7))
+
+
+def module(head="gumbel"):
+    torch.manual_seed(0)
+    return ARNModule(9, GROUPS, head, latent_dim=4, hidden=8, d_width=16, dropout=0.0,
+                     spectral_norm=False)
+
+
+def test_shapes_of_encoder_generator_and_discriminator():
+    m = module()
+    x = torch.rand(5, 9)
+    x_fake, mu, logvar = m(x, tau=0.5)
+    assert x_fake.shape == (5, 9) and mu.shape == (5, 4) and logvar.shape == (5, 4)
+    assert m.discriminate(x).shape == (5,)
+
+
+def test_gumbel_head_emits_hard_one_hot_groups_and_sigmoid_numerics():
+    m = module("gumbel")
+    x_fake, _, _ = m(torch.rand(64, 9), tau=0.5)
+    for a, b in GROUPS:
+        group = x_fake[:, a:b]
+        assert torch.all((group == 0) | (group == 1))
+        assert torch.all(group.sum(1) == 1)
+    numeric = torch.cat([x_fake[:, :2], x_fake[:, 7:]], 1)
+    assert torch.all((numeric > 0) & (numeric < 1))
+
+
+def test_straight_through_gradient_reaches_the_categorical_logits():
+    m = module("gumbel")
+    x_fake, _, _ = m(torch.rand(16, 9), tau=0.5)
+    weights = torch.randn(9)
+    (x_fake * weights).sum().backward()
+    grad = m.decoder[-1].weight.grad
+    assert grad is not None and grad[2:7].abs().sum() > 0
+
+
+def test_numeric_head_relaxes_everything_with_a_sigmoid():
+    m = module("numeric")
+    x_fake, _, _ = m(torch.rand(8, 9))
+    assert torch.all((x_fake > 0) & (x_fake < 1))
+    assert not torch.all((x_fake[:, 2:5] == 0) | (x_fake[:, 2:5] == 1))
+
+
+def test_every_part_receives_gradients_in_a_training_step(synthetic_problem):
+    p = synthetic_problem
+    det = ARN(epochs=1, batch_size=256, device="cpu", lr_d=1e-3, lr_g=1e-3)
+    det.fit(p["X_train"][:300], feature_groups=p["groups"])
+    m = det.module_
+    x = torch.as_tensor(p["X_train"][:64])
+    x_fake, mu, logvar = m(x, 0.5)
+    loss = F.binary_cross_entropy_with_logits(m.discriminate(x_fake), torch.zeros(64)) + gaussian_kl(mu, logvar)
+    loss.backward()
+    for part in (m.encoder, m.decoder, m.discriminator, m.to_mu, m.to_logvar):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+
+
+def test_gaussian_kl_matches_the_closed_form():
+    mu, logvar = torch.tensor([[0.5, -1.0]]), torch.tensor([[0.2, -0.3]])
+    var = logvar.exp()
+    expected = (0.5 * (var + mu**2 - 1 - logvar)).mean()
+    assert gaussian_kl(mu, logvar).item() == pytest.approx(expected.item())
+    assert gaussian_kl(torch.zeros(3, 2), torch.zeros(3, 2)).item() == 0.0
+
+
+def test_label_noise_starts_noisy_and_fades_with_the_schedule():
+    torch.manual_seed(0)
+    early = noisy_labels(0.0, 10000, step=0, smooth=0.3, flip=0.3, decay=0.99, device="cpu")
+    late = noisy_labels(0.0, 10000, step=1000, smooth=0.3, flip=0.3, decay=0.99, device="cpu")
+    assert (early > 0.5).mean(dtype=torch.float32).item() == pytest.approx(0.3, abs=0.01)  # flipped
+    assert early[early < 0.5].max() <= 0.3 and early[early < 0.5].max() > 0.25
+    assert late.max() < 1e-4  # the noise has decayed away
+    ones = noisy_labels(1.0, 1000, step=0, smooth=0.3, flip=0.0, decay=0.99, device="cpu")
+    assert ones.min() >= 0.7 and ones.max() <= 1.0
+
+
+def test_temperature_and_kl_schedules():
+    det = ARN(tau_start=1.0, tau_min=0.2, tau_decay=0.99, kl_weight=2.0, kl_decay=0.9)
+    assert det.temperature(0) == 1.0 and det.temperature(10_000) == 0.2
+    assert det.kl_beta(0) == 2.0 and det.kl_beta(50) < 0.02
+    warm = ARN(kl_schedule="warmup", kl_weight=1.0, kl_decay=0.9)
+    assert warm.kl_beta(0) == 0.0 and warm.kl_beta(100) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_bad_hyper_parameters_are_named():
+    with pytest.raises(ModelError, match="head"):
+        ARN(head="softmax")
+    with pytest.raises(ModelError, match="no parameter"):
+        make_detector("arn-n", learning_rate=1)
+
+
+def test_weak_labels_teach_the_discriminator_the_labelled_attack(synthetic_problem):
+    """eq. 4: a few labelled anomalies of one attack raise its scores against normals."""
+    p = synthetic_problem
+    ds, split, enc = p["dataset"], p["split"], p["encoder"]
+    from arnstream.features.columns import take
+
+    test_classes = ds.classes[split.test]
+    X_test = p["X_test"]
+    attack_rows = ds.classes == "bruteforce"
+    X_attack = enc.transform(take(ds.columns, np.flatnonzero(attack_rows)[:20]))
+    X = np.concatenate([p["X_train"], X_attack])
+    y = np.r_[np.zeros(len(p["X_train"])), np.ones(len(X_attack))]
+    args = dict(epochs=6, batch_size=128, lr_d=1e-3, lr_g=1e-3, device="cpu", ema_decay=0.9, seed=1)
+    mask = (test_classes == "normal") | (test_classes == "bruteforce")
+    y_eval = (test_classes[mask] == "bruteforce").astype(int)
+    plain = ARN(**args).fit(p["X_train"], feature_groups=p["groups"]).score(X_test[mask])
+    weak = ARN(**args).fit(X, y, feature_groups=p["groups"]).score(X_test[mask])
+    assert roc_auc_score(y_eval, weak) > max(0.97, roc_auc_score(y_eval, plain) - 0.01)
+
+
+def test_generator_returns_variants_that_decode_back_to_records(synthetic_problem):
+    p = synthetic_problem
+    det = ARN(head="gumbel", epochs=2, batch_size=256, device="cpu", lr_g=1e-3).fit(
+        p["X_train"][:1000], feature_groups=p["groups"])
+    variants = det.generate(p["X_train"][:10], seed=0)
+    assert variants.shape == (10, p["X_train"].shape[1])
+    records = p["encoder"].inverse_transform(variants)
+    assert set(records[0]) == {f.name for f in p["encoder"].schema.feature_fields}
+    assert records[0]["service"] in p["encoder"].categories_["service"] + ["<unknown>"]
+    np.testing.assert_array_equal(det.generate(p["X_train"][:10], seed=0), variants)
+
+
+def test_labelled_validation_selects_a_checkpoint_only_when_asked(synthetic_problem):
+    p = synthetic_problem
+    args = dict(epochs=3, batch_size=256, device="cpu", lr_d=1e-3, lr_g=1e-3)
+    X_val, y_val = p["X_test"][:400], p["y_test"][:400]
+    free = ARN(**args).fit(p["X_train"], feature_groups=p["groups"], X_val=X_val[y_val == 0])
+    assert "val_auc" not in free.history_[0] and "val_p_real" in free.history_[0]
+    assert free.selected_epoch_ == 3
+    chosen = ARN(**args).fit(p["X_train"], feature_groups=p["groups"], X_val=X_val, y_val=y_val)
+    aucs = [h["val_auc"] for h in chosen.history_]
+    assert chosen.selected_epoch_ == int(np.argmax(aucs)) + 1
