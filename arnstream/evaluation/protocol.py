@@ -48,6 +48,7 @@ class RunResult:
     sizes: dict
     n_features: int
     history: list = field(default_factory=list)
+    alternatives: dict = field(default_factory=dict)  # other scorings: {name: {auc, val_auc}}
 
 
 def evaluate(dataset: Dataset, spec: EvaluationSpec,
@@ -79,11 +80,17 @@ def evaluate(dataset: Dataset, spec: EvaluationSpec,
         metrics = detection_metrics(y_test, scores)
         X_val_all = encoder.transform(take(dataset.columns, split.val))
         val_auc = detection_metrics(dataset.y[split.val], detector.score(X_val_all))["auc"]
+        alt_val = detector.alternative_scores(X_val_all)
+        alternatives = {
+            name: {**detection_metrics(y_test, alt_scores),
+                   "val_auc": detection_metrics(dataset.y[split.val], alt_val[name])["auc"]}
+            for name, alt_scores in detector.alternative_scores(X_test).items()
+        }
         result = RunResult(run=run + 1, seed=seed, auc=metrics["auc"], auprc=metrics["auprc"],
                            val_auc=val_auc,
                            fit_seconds=round(fit_seconds, 3), score_seconds=round(score_seconds, 3),
                            sizes=split.sizes(dataset.y), n_features=X_train.shape[1],
-                           history=getattr(detector, "history_", []))
+                           history=getattr(detector, "history_", []), alternatives=alternatives)
         results.append(result)
         if on_run is not None:
             on_run(result)
@@ -97,6 +104,11 @@ def evaluate(dataset: Dataset, spec: EvaluationSpec,
         "summary": {"auc": mean_std(r.auc for r in results),
                     "auprc": mean_std(r.auprc for r in results),
                     "val_auc": mean_std(r.val_auc for r in results),
-                    "fit_seconds": mean_std(r.fit_seconds for r in results)},
+                    "fit_seconds": mean_std(r.fit_seconds for r in results),
+                    "alternatives": {
+                        name: {k: mean_std(r.alternatives[name][k] for r in results)
+                               for k in ("auc", "auprc", "val_auc")}
+                        for name in (results[0].alternatives if results else {})
+                    }},
         "platform": {"python": platform.python_version(), "machine": platform.machine()},
     }

@@ -27,6 +27,8 @@ from .training import EpochRecord, StepContext
 
 HEADS = ("numeric", "gumbel")
 OUTPUTS = ("sigmoid", "clamp")
+SCORE_MODES = ("discriminator", "combined")
+REFERENCE_ROWS = 20000  # training normals kept to standardise the combined score
 OBJECTIVES = ("adversarial", "elbo")
 KL_SCHEDULES = ("constant", "warmup", "decay")
 KL_FORMS = ("gaussian", "public-code")
@@ -105,6 +107,15 @@ class ARNModule(nn.Module):
             parts.append(F.pad(onehot, (a, logits.shape[1] - b)))
         return torch.stack(parts).sum(0)
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic reconstruction through the posterior mean (no sampling)."""
+        logits = self.decoder(self.encode(x)[0])
+        out = self.squash(logits)
+        if self.head == "gumbel":
+            for a, b in self.groups:
+                out = torch.cat([out[:, :a], torch.softmax(logits[:, a:b], 1), out[:, b:]], 1)
+        return out
+
     def forward(self, x: torch.Tensor, tau: float = 1.0):
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
@@ -158,6 +169,7 @@ class ARN(TorchDetector):
         d_noise: float = 0.0,
         box_negatives: float = 0.0,
         box_margin: float = 0.5,
+        score_mode: str = "discriminator",
         epochs: int = 30,
         batch_size: int = 1024,
         lr_d: float = 1e-5,
@@ -190,6 +202,7 @@ class ARN(TorchDetector):
         self.d_noise = d_noise
         self.box_negatives = box_negatives
         self.box_margin = box_margin
+        self.score_mode = score_mode
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr_d = lr_d
@@ -212,7 +225,8 @@ class ARN(TorchDetector):
         self.device = device
         for name, value, allowed in (("head", head, HEADS), ("objective", objective, OBJECTIVES),
                                      ("kl_schedule", kl_schedule, KL_SCHEDULES),
-                                     ("kl_form", kl_form, KL_FORMS), ("output", output, OUTPUTS)):
+                                     ("kl_form", kl_form, KL_FORMS), ("output", output, OUTPUTS),
+                                     ("score_mode", score_mode, SCORE_MODES)):
             if value not in allowed:
                 raise ModelError(f"ARN {name} '{value}' is not one of {allowed}")
 
@@ -394,9 +408,50 @@ class ARN(TorchDetector):
             self.selected_epoch_ = len(self.history_)
         self._ema = self._best = None
         self._opt_d = self._opt_g = self._opt_joint = None
+        normal = X if y is None else X[y != 1]
+        ref = normal[np.random.default_rng(self.seed).permutation(len(normal))[:REFERENCE_ROWS]]
+        self._fit_reference(ref)
+
+    @torch.no_grad()
+    def _components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """logit p(anomaly | x) and log reconstruction error, row by row."""
+        m: ARNModule = self.module_
+        logit = m.discriminate(x)
+        rec = (m.reconstruct(x) - x).pow(2).mean(1)
+        return logit, torch.log(rec + 1e-8)
+
+    @torch.no_grad()
+    def _fit_reference(self, ref: np.ndarray) -> None:
+        """Median and IQR of both components on training normals (for score_mode=combined)."""
+        self.module_.eval()
+        parts = [self._components(torch.as_tensor(ref[i:i + 8192], device=self.device_))
+                 for i in range(0, len(ref), 8192)]
+        stats = []
+        for k in range(2):
+            v = torch.cat([p[k] for p in parts]).cpu().numpy().astype(np.float64)
+            q1, med, q3 = np.quantile(v, [0.25, 0.5, 0.75])
+            stats.append([med, max(q3 - q1, 1e-6)])
+        self.reference_ = np.asarray(stats, dtype=np.float64)
+
+    def alternative_scores(self, X) -> dict[str, np.ndarray]:
+        """Both scorings of this model: D alone and D combined with the reconstruction."""
+        current = self.score_mode
+        out = {}
+        try:
+            for mode in SCORE_MODES:
+                self.score_mode = mode
+                out[mode] = self.score(X)
+        finally:
+            self.score_mode = current
+        return out
 
     def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.module_.discriminate(batch))
+        if self.score_mode == "discriminator":
+            return torch.sigmoid(self.module_.discriminate(batch))
+        # combined: D's and the reconstruction's robust z-scores against training normals
+        logit, log_rec = self._components(batch)
+        ref = torch.as_tensor(self.reference_, device=batch.device, dtype=logit.dtype)
+        return (logit - ref[0, 0]) / ref[0, 1] + (log_rec - ref[1, 0]) / ref[1, 1]
 
     # ---------------------------------------------------------------- generator
     @torch.no_grad()
@@ -413,8 +468,10 @@ class ARN(TorchDetector):
     def _get_state(self):
         arrays, meta = super()._get_state()
         meta["selected_epoch"] = getattr(self, "selected_epoch_", None)
+        meta["reference"] = self.reference_.tolist()
         return arrays, meta
 
     def _set_state(self, arrays, meta) -> None:
         super()._set_state(arrays, meta)
         self.selected_epoch_ = meta.get("selected_epoch")
+        self.reference_ = np.asarray(meta["reference"], dtype=np.float64)

@@ -66,6 +66,10 @@ class Detector:
         X = self._check_matrix(X, "X", n_features=self.n_features_in_)
         return np.asarray(self._score(X), dtype=np.float64)
 
+    def alternative_scores(self, X) -> dict[str, np.ndarray]:
+        """Other scorings of the same fitted model, for ablations (none by default)."""
+        return {}
+
     def calibrate(self, X_normal, fpr: float = 0.001) -> float:
         """Set threshold_ so that a fraction `fpr` of these normal rows would alert."""
         if not 0.0 < fpr < 1.0:
