@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/arnstream evaluate --dataset synthetic --model arn-n --runs 3 --epochs 15 --out results/demo-arn-n.json
-	$(BIN)/arnstream evaluate --dataset synthetic --model ae --runs 3 --epochs 15 --out results/demo-ae.json
-	$(BIN)/arnstream evaluate --dataset synthetic --model iforest --runs 3 --out results/demo-iforest.json
+	$(BIN)/arnstream evaluate --dataset synthetic --model arn-n --runs 2 --epochs 8 --batch-size 256 --out results/demo-arn-n.json
+	$(BIN)/arnstream evaluate --dataset synthetic --model ae --runs 2 --epochs 8 --batch-size 256 --out results/demo-ae.json
+	$(BIN)/arnstream evaluate --dataset synthetic --model iforest --runs 2 --out results/demo-iforest.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -64,17 +64,7 @@ def cmd_evaluate(args) -> int:
     cfg = _config(args)
     _apply_runtime(cfg)
     dataset = load_dataset(args.dataset, cfg.data_dir())
-    params = dict(cfg.model.params)
-    from .models import PRESETS, detector_class
-
-    cls = detector_class(PRESETS[cfg.model.name][0]) if cfg.model.name in PRESETS else None
-    takes = cls.param_names() if cls else []
-    if "epochs" in takes:
-        params.setdefault("epochs", cfg.training.epochs)
-    if "batch_size" in takes:
-        params.setdefault("batch_size", cfg.training.batch_size)
-    if "device" in takes:
-        params.setdefault("device", cfg.runtime.device)
+    params = _detector_params(cfg)
     spec = EvaluationSpec(model=cfg.model.name, runs=args.runs, seed=args.seed,
                           contamination=args.contamination, weak=args.weak,
                           select_with_labels=args.select_with_labels, params=params)
@@ -99,6 +89,86 @@ def cmd_evaluate(args) -> int:
         Path(args.out).write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _detector_params(cfg: Config) -> dict:
+    """Constructor overrides from the config: model.params plus the training section."""
+    from .models import PRESETS, detector_class
+
+    params = dict(cfg.model.params)
+    cls = detector_class(PRESETS[cfg.model.name][0]) if cfg.model.name in PRESETS else None
+    takes = cls.param_names() if cls else []
+    for name, value in (("epochs", cfg.training.epochs), ("batch_size", cfg.training.batch_size),
+                        ("device", cfg.runtime.device)):
+        if name in takes:
+            params.setdefault(name, value)
+    return params
+
+
+def cmd_fit(args) -> int:
+    """Fit on a dataset's training split, calibrate the alert threshold, save the artifact."""
+    from .data import load_dataset, paper_split
+    from .features import RecordEncoder
+    from .features.columns import take
+    from .models import make_detector
+
+    cfg = _config(args)
+    _apply_runtime(cfg)
+    dataset = load_dataset(args.dataset, cfg.data_dir())
+    split = paper_split(dataset.y, args.seed)
+    encoder = RecordEncoder(dataset.schema).fit(take(dataset.columns, split.train))
+    X_train = encoder.transform(take(dataset.columns, split.train))
+    val_normal = split.val[dataset.y[split.val] == 0]
+    X_val = encoder.transform(take(dataset.columns, val_normal))
+    detector = make_detector(cfg.model.name, **{"seed": args.seed, **_detector_params(cfg)})
+    if hasattr(detector, "epochs"):
+        detector.progress = lambda record: _progress_printer(detector.epochs, 1)(0, record)
+    groups = [(g.start, g.stop) for g in encoder.categorical_groups_]
+    detector.fit(X_train, feature_groups=groups, X_val=X_val)
+    threshold = detector.calibrate(X_val, fpr=cfg.training.target_fpr)
+    X_test = encoder.transform(take(dataset.columns, split.test))
+    alerts = detector.predict(X_test)
+    y_test = dataset.y[split.test]
+    metadata = {"dataset": dataset.name, "fingerprint": dataset.fingerprint(), "seed": args.seed,
+                "model": cfg.model.name, "training_rows": int(len(X_train))}
+    detector.save(args.out, encoder_state=encoder.to_dict(), metadata=metadata)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    recall = float(alerts[y_test == 1].mean())
+    fpr = float(alerts[y_test == 0].mean())
+    print(f"saved {cfg.model.name} to {args.out}: threshold {threshold:.6g} "
+          f"(target false-positive rate {cfg.training.target_fpr:g} on validation normals); "
+          f"on the test split: recall {recall:.3f}, false-positive rate {fpr:.4f}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    """Print normal records next to the model's generated anomalous variants (JSON lines)."""
+    import numpy as np
+
+    from .data import load_dataset
+    from .features import RecordEncoder
+    from .features.columns import columns_to_records, take
+    from .generation import generate_variants
+    from .models.serialization import load_detector
+
+    cfg = _config(args)
+    _apply_runtime(cfg)
+    artifact = load_detector(Path(args.model_dir))
+    if artifact.encoder_state is None:
+        raise ArnstreamError(f"{args.model_dir}: the artifact carries no encoder; save it with one")
+    encoder = RecordEncoder.from_dict(artifact.encoder_state)
+    dataset = load_dataset(args.dataset, cfg.data_dir())
+    rows = np.random.default_rng(args.seed).choice(np.flatnonzero(dataset.y == 0), args.n, replace=False)
+    names = [f.name for f in encoder.schema.feature_fields]
+    records = columns_to_records(take({k: dataset.columns[k] for k in names}, rows))
+    for original, variant in zip(records, generate_variants(artifact.detector, encoder, records, args.seed)):
+        print(json.dumps({"normal": original, "variant": {k: _round(v) for k, v in variant.items()}}))
+    return 0
+
+
+def _round(value):
+    return round(value, 4) if isinstance(value, float) else value
 
 
 def cmd_datasets(args) -> int:
@@ -153,6 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--out", help="write every number, the config, seeds and timings as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("fit", help="train on a dataset's training split and save the model")
+    common(p)
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--model", help="arn-n, arn-g, arn-ge, ae, iforest, ...")
+    p.add_argument("--seed", type=int, default=0, help="selects the split and seeds training")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", required=True, help="artifact directory (replaced atomically)")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("generate", help="generated anomalous variants of normal records")
+    common(p)
+    p.add_argument("--model-dir", required=True, help="an ARN artifact saved by `arnstream fit`")
+    p.add_argument("--dataset", default="synthetic", help="where the normal records come from")
+    p.add_argument("--n", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("datasets", help="list the datasets and whether their files are here")
     common(p)

@@ -30,7 +30,7 @@ ENV_ALIASES = {"ARNSTREAM_DATA_DIR": "data.dir"}
 @dataclass
 class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 1  # torch intra-op threads; 1 measured fastest on 2 cores (docs/results.md)
+    threads: int = 2  # torch intra-op threads; 2 measured fastest on 2 cores (docs/results.md)
 
 
 @dataclass

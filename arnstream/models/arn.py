@@ -167,7 +167,7 @@ class ARN(TorchDetector):
         spectral_norm: bool = False,
         output: str = "sigmoid",
         d_noise: float = 0.0,
-        box_negatives: float = 0.0,
+        box_negatives: float = 0.25,
         box_margin: float = 0.5,
         score_mode: str = "discriminator",
         epochs: int = 30,

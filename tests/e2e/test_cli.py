@@ -52,3 +52,21 @@ def test_config_show_prints_the_merged_configuration():
     proc = arnstream("config", "show", "--set", "runtime.threads=2")
     assert proc.returncode == 0
     assert yaml.safe_load(proc.stdout)["runtime"]["threads"] == 2
+
+
+def test_fit_saves_a_model_that_generate_loads_and_a_tampered_one_is_refused(tmp_path):
+    model = tmp_path / "model"
+    proc = arnstream("fit", "--dataset", "synthetic", "--model", "arn-g", "--epochs", "1",
+                     "--batch-size", "512", "--device", "cpu", "--out", str(model))
+    assert proc.returncode == 0, proc.stderr
+    assert "threshold" in proc.stdout and (model / "weights.safetensors").is_file()
+    proc = arnstream("generate", "--model-dir", str(model), "--n", "3")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 3
+    assert set(lines[0]["variant"]) == set(lines[0]["normal"])  # decoded back to record fields
+    assert isinstance(lines[0]["variant"]["service"], str)
+    envelope = model / "detector.json"
+    envelope.write_text(envelope.read_text().replace('"arn"', '"ae"', 1))
+    proc = arnstream("generate", "--model-dir", str(model))
+    assert proc.returncode == 2 and "sha256 mismatch" in proc.stderr

@@ -6,7 +6,7 @@ from arnstream.errors import ConfigError
 
 def test_defaults_file_loads():
     cfg = load_config()
-    assert cfg.runtime.threads == 1 and cfg.model.name == "arn-n"
+    assert cfg.runtime.threads == 2 and cfg.model.name == "arn-n"
 
 
 def test_environment_then_flags_override_the_file():
