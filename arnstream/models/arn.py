@@ -169,6 +169,8 @@ class ARN(TorchDetector):
         d_noise: float = 0.0,
         box_negatives: float = 0.25,
         box_margin: float = 0.5,
+        mix_negatives: float = 0.0,
+        mix_fields: float = 0.5,
         score_mode: str = "discriminator",
         epochs: int = 30,
         batch_size: int = 1024,
@@ -202,6 +204,8 @@ class ARN(TorchDetector):
         self.d_noise = d_noise
         self.box_negatives = box_negatives
         self.box_margin = box_margin
+        self.mix_negatives = mix_negatives
+        self.mix_fields = mix_fields
         self.score_mode = score_mode
         self.epochs = epochs
         self.batch_size = batch_size
@@ -262,6 +266,12 @@ class ARN(TorchDetector):
         self._d_params = list(module.discriminator.parameters())
         self._ema = [p.detach().clone() for p in self._d_params] if self.ema_decay > 0 else None
         self._best = None
+        # field index of each column: a numeric column is a field, a one-hot group is one
+        field_of = np.arange(self.n_features_in_)
+        for i, (a, b) in enumerate(self.feature_groups_):
+            field_of[a:b] = self.n_features_in_ + i
+        _, field_of = np.unique(field_of, return_inverse=True)
+        self._field_of = torch.as_tensor(field_of, device=self.device_)
 
     def step_extra(self, X, y) -> dict:
         if y is None or not (y == 1).any():
@@ -296,6 +306,10 @@ class ARN(TorchDetector):
             box = self._box_samples(int(self.box_negatives * n), x.device)
             d_inputs.append(box)
             targets.append(self._noisy(1.0, len(box), step))
+        if self.mix_negatives > 0:
+            mixed = self._mixed_samples(x, int(self.mix_negatives * n))
+            d_inputs.append(mixed)
+            targets.append(self._noisy(1.0, len(mixed), step))
         if x_a is not None:
             d_inputs.append(x_a)
             targets.append(self._noisy(1.0, len(x_a), step))
@@ -345,6 +359,17 @@ class ARN(TorchDetector):
             x[:, a:b] = 0.0
             x[torch.arange(k, device=device), pick] = 1.0
         return x
+
+    def _mixed_samples(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Real rows with a random `mix_fields` share of their fields taken from other rows:
+        plausible values in implausible combinations, inside the data's box, where box
+        negatives say nothing."""
+        k = min(k, len(x))
+        base = x[:k]
+        donor = x[torch.randperm(len(x), device=x.device)[:k]]
+        n_fields = int(self._field_of.max()) + 1
+        take = torch.rand(k, n_fields, device=x.device) < self.mix_fields
+        return torch.where(take[:, self._field_of], donor, base)
 
     def _instance_noise(self, x: torch.Tensor) -> torch.Tensor:
         """Gaussian noise on what D sees in training (never when scoring): blurs the fine

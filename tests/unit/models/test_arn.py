@@ -141,3 +141,40 @@ def test_labelled_validation_selects_a_checkpoint_only_when_asked(synthetic_prob
     chosen = ARN(**args).fit(p["X_train"], feature_groups=p["groups"], X_val=X_val, y_val=y_val)
     aucs = [h["val_auc"] for h in chosen.history_]
     assert chosen.selected_epoch_ == int(np.argmax(aucs)) + 1
+
+
+def _configured_arn(**kw) -> ARN:
+    det = ARN(device="cpu", **kw)
+    det.n_features_in_, det.feature_groups_ = 9, GROUPS
+    det.device_ = torch.device("cpu")
+    det.module_ = det.build_module(9)
+    det._X_val = det._y_val = None
+    det.configure(det.module_)
+    return det
+
+
+def test_box_negatives_fill_the_widened_box_with_valid_one_hot_groups():
+    torch.manual_seed(0)
+    det = _configured_arn(box_margin=0.5)
+    box = det._box_samples(2000, "cpu")
+    numeric = torch.cat([box[:, :2], box[:, 7:]], 1)
+    assert numeric.min() >= -0.5 and numeric.max() <= 1.5
+    assert numeric.min() < -0.4 and numeric.max() > 1.4
+    for a, b in GROUPS:
+        assert torch.all(box[:, a:b].sum(1) == 1) and torch.all((box[:, a:b] == 0) | (box[:, a:b] == 1))
+
+
+def test_mixed_negatives_take_whole_fields_from_other_real_rows():
+    torch.manual_seed(0)
+    det = _configured_arn(mix_fields=0.5)
+    x = torch.rand(64, 9)
+    for a, b in GROUPS:
+        x[:, a:b] = F.one_hot(torch.randint(0, b - a, (64,)), b - a).float()
+    mixed = det._mixed_samples(x, 32)
+    assert mixed.shape == (32, 9)
+    for a, b in GROUPS:  # a one-hot group moves as a block: still one-hot
+        assert torch.all(mixed[:, a:b].sum(1) == 1)
+    changed = (mixed != x[:32]).any(0)
+    assert changed.any()  # some fields come from donors...
+    for j in range(9):  # ...and every value is some real row's value of that column
+        assert torch.isin(mixed[:, j], x[:, j]).all()
