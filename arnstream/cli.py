@@ -178,11 +178,11 @@ def cmd_datasets(args) -> int:
     print(f"data folder: {cfg.data_dir()}")
     for name, (_, description) in DATASETS.items():
         try:
-            ds = load_dataset(name, cfg.data_dir()) if args.count else None
-            status = f"{ds.n_normal} normal / {ds.n_anomalous} anomalous" if ds else ""
+            ds = load_dataset(name, cfg.data_dir())
+            status = f"{ds.n_normal} normal / {ds.n_anomalous} anomalous"
         except ArnstreamError as exc:
-            status = f"unavailable ({str(exc).split(':')[0]})"
-        print(f"  {name:14s} {description}  {status}")
+            status, description = "not available", f"{description} [{str(exc).split(' (tried')[0]}]"
+        print(f"  {name:14s} {status:34s} {description}", flush=True)
     return 0
 
 
@@ -245,9 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("datasets", help="list the datasets and whether their files are here")
+    p = sub.add_parser("datasets", help="list the datasets, loading each to count its rows")
     common(p)
-    p.add_argument("--count", action="store_true", help="load each available dataset and count rows")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("config", help="configuration")
