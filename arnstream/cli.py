@@ -122,7 +122,8 @@ def cmd_fit(args) -> int:
     X_val = encoder.transform(take(dataset.columns, val_normal))
     detector = make_detector(cfg.model.name, **{"seed": args.seed, **_detector_params(cfg)})
     if hasattr(detector, "epochs"):
-        detector.progress = lambda record: _progress_printer(detector.epochs, 1)(0, record)
+        show = _progress_printer(detector.epochs, 1)
+        detector.progress = lambda record: show(0, record)
     groups = [(g.start, g.stop) for g in encoder.categorical_groups_]
     detector.fit(X_train, feature_groups=groups, X_val=X_val)
     threshold = detector.calibrate(X_val, fpr=cfg.training.target_fpr)
