@@ -401,15 +401,21 @@ class ARN(TorchDetector):
         m.eval()
         self._swap_ema()
         x = self._X_val
-        p_real = torch.sigmoid(m.discriminate(x))
+        p_all = torch.sigmoid(m.discriminate(x))
+        labelled = self._y_val is not None and len(np.unique(self._y_val)) == 2
+        if labelled:  # the label-free signals stay on normals, as they would be without labels
+            normal = torch.as_tensor(self._y_val == 0, device=x.device)
+            x, p_real = x[normal], p_all[normal]
+        else:
+            p_real = p_all
         x_fake, _, _ = m(x, self.tau_min)
         p_fake = torch.sigmoid(m.discriminate(x_fake))
         out = {"val_p_real": float(p_real.mean()), "val_p_fake": float(p_fake.mean()),
                "val_rec": float(F.mse_loss(x_fake, x))}
-        if self._y_val is not None and len(np.unique(self._y_val)) == 2:
+        if labelled:
             from sklearn.metrics import roc_auc_score
 
-            out["val_auc"] = float(roc_auc_score(self._y_val, p_real.cpu().numpy()))
+            out["val_auc"] = float(roc_auc_score(self._y_val, p_all.cpu().numpy()))
         self._swap_ema()
         m.train()
         return out
