@@ -45,14 +45,9 @@ def encoded_rows(dataset: str, rows: int, data_dir: Path) -> tuple[np.ndarray, l
 
 
 def fresh_arn(X: np.ndarray, groups, seed: int = 0) -> ARN:
-    det = ARN(head="numeric", batch_size=1024, device="cpu", seed=seed, box_negatives=0.0)  # the plain loop has no box term
-    det.n_features_in_, det.feature_groups_ = X.shape[1], tuple(groups)
-    det.device_ = torch.device("cpu")
-    torch.manual_seed(seed)
-    det.module_ = det.build_module(X.shape[1])
-    det._X_val = det._y_val = None
-    det.configure(det.module_)
-    det.module_.train()
+    # box_negatives=0: the plain loop has no box term, both loops compute the same losses
+    det = ARN(head="numeric", batch_size=1024, device="cpu", seed=seed, box_negatives=0.0)
+    det._start_training(X.shape[1], groups)
     return det
 
 

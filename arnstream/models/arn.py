@@ -454,9 +454,7 @@ class ARN(TorchDetector):
     @torch.no_grad()
     def _fit_reference(self, ref: np.ndarray) -> None:
         """Median and IQR of both components on training normals (for score_mode=combined)."""
-        self.module_.eval()
-        parts = [self._components(torch.as_tensor(ref[i:i + 8192], device=self.device_))
-                 for i in range(0, len(ref), 8192)]
+        parts = self._map_batches(self._components, ref)
         stats = []
         for k in range(2):
             v = torch.cat([p[k] for p in parts]).cpu().numpy().astype(np.float64)

@@ -67,18 +67,25 @@ class TorchDetector(Detector):
         return {}
 
     # -------------------------------------------------------------- machinery
-    def _fit(self, X, y, X_val, y_val) -> None:
+    def _start_training(self, n_features: int, feature_groups=()) -> None:
+        """What every fit starts from: seeded RNGs, a fresh module, its optimisers."""
+        self.n_features_in_ = n_features
+        self.feature_groups_ = tuple(tuple(g) for g in feature_groups)
         self.device_ = resolve_device(self.device)
         torch.manual_seed(self.seed)
         np.random.seed(self.seed % (2**32))
+        self.module_ = self.build_module(n_features).to(self.device_)
+        self._X_val = self._y_val = None
+        self.configure(self.module_)
+        self.module_.train()
+
+    def _fit(self, X, y, X_val, y_val) -> None:
         normal = X if y is None else X[y != 1]
         if len(normal) < 2:
             raise ModelError("need at least two normal rows to train")
-        self.module_ = self.build_module(X.shape[1]).to(self.device_)
+        self._start_training(X.shape[1], self.feature_groups_)
         self._X_val = None if X_val is None else torch.as_tensor(X_val, device=self.device_)
         self._y_val = y_val
-        self.configure(self.module_)
-        self.module_.train()
         history = run_training(
             self.training_step,
             torch.as_tensor(normal, device=self.device_),
@@ -100,12 +107,14 @@ class TorchDetector(Detector):
         return stop
 
     @torch.no_grad()
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def _map_batches(self, fn, X: np.ndarray) -> list:
+        """fn over X in eval mode, SCORE_BATCH rows at a time; one result per batch."""
         self.module_.eval()
-        out = []
-        for start in range(0, len(X), SCORE_BATCH):
-            batch = torch.as_tensor(X[start : start + SCORE_BATCH], device=self.device_)
-            out.append(self.score_batch(batch).float().cpu().numpy())
+        return [fn(torch.as_tensor(X[start : start + SCORE_BATCH], device=self.device_))
+                for start in range(0, len(X), SCORE_BATCH)]
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        out = [b.float().cpu().numpy() for b in self._map_batches(self.score_batch, X)]
         return np.concatenate(out) if out else np.zeros(0)
 
     def _get_state(self):

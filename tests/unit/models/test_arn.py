@@ -145,11 +145,7 @@ def test_labelled_validation_selects_a_checkpoint_only_when_asked(synthetic_prob
 
 def _configured_arn(**kw) -> ARN:
     det = ARN(device="cpu", **kw)
-    det.n_features_in_, det.feature_groups_ = 9, GROUPS
-    det.device_ = torch.device("cpu")
-    det.module_ = det.build_module(9)
-    det._X_val = det._y_val = None
-    det.configure(det.module_)
+    det._start_training(9, GROUPS)
     return det
 
 
