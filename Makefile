@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - install into .venv, then evaluate ARN and the baselines on generated flows
+#   make demo   - install into .venv, then `arnstream demo`: embedded broker, simulated traffic,
+#                 train, serve live flows with attacks, summary (about five minutes)
 #   make test   - install into .venv, then run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -12,15 +13,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: the CPU build on this disk; a looser request downloads gigabytes
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]'  # dev includes the confluent and embedded extras
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/arnstream evaluate --dataset synthetic --model arn-n --runs 2 --epochs 8 --batch-size 256 --out results/demo-arn-n.json
-	$(BIN)/arnstream evaluate --dataset synthetic --model ae --runs 2 --epochs 8 --batch-size 256 --out results/demo-ae.json
-	$(BIN)/arnstream evaluate --dataset synthetic --model iforest --runs 2 --out results/demo-iforest.json
+	$(BIN)/arnstream demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

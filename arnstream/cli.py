@@ -50,6 +50,12 @@ def _progress_printer(total_epochs: int, runs: int):
     return show
 
 
+def detector_params(cfg: Config) -> dict:
+    from .trainer import detector_params as params  # imports torch: only when needed
+
+    return params(cfg)
+
+
 def _fmt(stat: dict) -> str:
     return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
 
@@ -64,7 +70,7 @@ def cmd_evaluate(args) -> int:
     cfg = _config(args)
     _apply_runtime(cfg)
     dataset = load_dataset(args.dataset, cfg.data_dir())
-    params = _detector_params(cfg)
+    params = detector_params(cfg)
     spec = EvaluationSpec(model=cfg.model.name, runs=args.runs, seed=args.seed,
                           contamination=args.contamination, weak=args.weak,
                           select_with_labels=args.select_with_labels, params=params)
@@ -91,20 +97,6 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _detector_params(cfg: Config) -> dict:
-    """Constructor overrides from the config: model.params plus the training section."""
-    from .models import PRESETS, detector_class
-
-    params = dict(cfg.model.params)
-    cls = detector_class(PRESETS[cfg.model.name][0]) if cfg.model.name in PRESETS else None
-    takes = cls.param_names() if cls else []
-    for name, value in (("epochs", cfg.training.epochs), ("batch_size", cfg.training.batch_size),
-                        ("device", cfg.runtime.device)):
-        if name in takes:
-            params.setdefault(name, value)
-    return params
-
-
 def cmd_fit(args) -> int:
     """Fit on a dataset's training split, calibrate the alert threshold, save the artifact."""
     from .data import load_dataset, paper_split
@@ -120,7 +112,7 @@ def cmd_fit(args) -> int:
     X_train = encoder.transform(take(dataset.columns, split.train))
     val_normal = split.val[dataset.y[split.val] == 0]
     X_val = encoder.transform(take(dataset.columns, val_normal))
-    detector = make_detector(cfg.model.name, **{"seed": args.seed, **_detector_params(cfg)})
+    detector = make_detector(cfg.model.name, **{"seed": args.seed, **detector_params(cfg)})
     if hasattr(detector, "epochs"):
         show = _progress_printer(detector.epochs, 1)
         detector.progress = lambda record: show(0, record)
@@ -194,6 +186,229 @@ def cmd_config_show(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- streaming
+
+
+def _kafka_overrides(args, overrides: dict) -> None:
+    for flag, key in (("bootstrap_servers", "kafka.bootstrap_servers"), ("client", "kafka.client"),
+                      ("group", "kafka.group"), ("registry", "registry.dir"),
+                      ("metrics_address", "serve.metrics_address"), ("schema", "serve.schema")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = value
+
+
+def _stream_config(args) -> Config:
+    overrides = dict(parse_assignment(a) for a in (getattr(args, "set", None) or []))
+    for flag, key in (("device", "runtime.device"), ("threads", "runtime.threads"),
+                      ("epochs", "training.epochs"), ("batch_size", "training.batch_size"),
+                      ("model", "model.name")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = value
+    _kafka_overrides(args, overrides)
+    return load_config(getattr(args, "config", None), os.environ, overrides)
+
+
+def _registry(cfg: Config):
+    from .registry import Registry
+
+    return Registry(cfg.registry.dir)
+
+
+def cmd_broker(args) -> int:
+    import signal
+    import threading
+
+    from .stream.broker import EmbeddedBroker
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with EmbeddedBroker(port=args.port) as broker:
+        print(f"embedded Kafka-compatible broker (tansu, memory storage) on {broker.bootstrap}; "
+              f"Ctrl-C stops it", file=sys.stderr, flush=True)
+        try:
+            while not stop.wait(0.5):
+                if broker.process.poll() is not None:
+                    raise ArnstreamError(f"the broker exited with {broker.process.returncode}")
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from .stream.client import ensure_topics, open_producer
+    from .stream.simulator import FlowSimulator, produce
+
+    cfg = _stream_config(args)
+    topic = args.topic or cfg.topics.live
+    attacks = tuple(a for a in (args.attacks or "").split(",") if a)
+    try:
+        sim = FlowSimulator(seed=args.seed, attacks=attacks, attack_fraction=args.attack_fraction)
+    except ValueError as exc:
+        raise ArnstreamError(f"--attacks: {exc}") from exc
+    if args.total is None and args.duration is None:
+        raise ArnstreamError("give --total N and/or --duration SECONDS")
+    ensure_topics(cfg.kafka, [topic], partitions=args.partitions)
+    producer = open_producer(cfg.kafka, client_id="arnstream-simulate")
+    counts: dict[str, int] = {}
+
+    def progress(records, truth):
+        for label in truth:
+            counts[label] = counts.get(label, 0) + 1
+        total = sum(counts.values())
+        if total % 10000 < len(truth):
+            print(f"  produced {total} records to {topic}", file=sys.stderr, flush=True)
+
+    try:
+        sent = produce(producer, topic, sim, rate=args.rate, total=args.total, duration_s=args.duration,
+                       on_batch=progress)
+    finally:
+        producer.close()
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"produced {sent} records to {topic} ({detail}); ground truth in the "
+          f"'arnstream-truth' header")
+    return 0
+
+
+def _read_data_file(path: str) -> list[dict]:
+    import orjson
+
+    file = Path(path)
+    if not file.is_file():
+        raise ArnstreamError(f"--data {path}: no such file")
+    if file.suffix == ".csv":
+        from .data.loaders import _read_csv
+
+        frame = _read_csv(file)
+        return frame.to_dict(orient="records")
+    records = []
+    with open(file, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    records.append(orjson.loads(line))
+                except orjson.JSONDecodeError as exc:
+                    raise ArnstreamError(f"{path}:{n}: not a JSON record ({exc})") from exc
+    return records
+
+
+def cmd_train(args) -> int:
+    from .schema import FlowSchema
+    from .stream.window import parse_time, read_window
+    from .trainer import train_on_records
+
+    cfg = _stream_config(args)
+    _apply_runtime(cfg)
+    schema = FlowSchema.load(cfg.serve.schema)
+    if args.data:
+        records = _read_data_file(args.data)[: args.max_records]
+        source = {"file": str(Path(args.data).resolve()), "records": len(records)}
+        print(f"read {len(records)} records from {args.data}", file=sys.stderr)
+    else:
+        topic = args.topic or cfg.topics.normal
+        ts_field = schema.of_kind("timestamp")
+
+        def show(window):
+            print(f"\r\033[K  read {len(window.records)} records from {topic}" if sys.stderr.isatty()
+                  else f"  read {len(window.records)} records from {topic}",
+                  end="" if sys.stderr.isatty() else "\n", file=sys.stderr, flush=True)
+
+        window = read_window(cfg.kafka, topic, max_records=args.max_records,
+                             from_ts=parse_time(args.from_ts, "--from"), to_ts=parse_time(args.to_ts, "--to"),
+                             timestamp_field=ts_field.name if ts_field else None,
+                             idle_timeout_s=args.idle_timeout, on_progress=show)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        records = window.records
+        source = {"topic": topic, "bootstrap_servers": cfg.kafka.bootstrap_servers, "records": len(records),
+                  "undecodable": window.undecodable, "outside_window": window.outside,
+                  "from": args.from_ts, "to": args.to_ts}
+        print(f"read {len(records)} records from {topic} ({window.undecodable} not JSON objects, "
+              f"{window.outside} outside the time window)", file=sys.stderr)
+    params = detector_params(cfg)
+    show_epoch = _progress_printer(params.get("epochs", 0), 1)
+    result = train_on_records(records, schema, cfg, params, registry=_registry(cfg), source=source,
+                              seed=args.seed, promote=not args.no_promote,
+                              progress=lambda record: show_epoch(0, record))
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    state = "promoted" if result.promoted else "not promoted (arnstream models promote " + result.version + ")"
+    print(f"model {result.version} ({cfg.model.name}, schema {schema.name}) in {cfg.registry.dir}: {state}; "
+          f"{result.n_train} training + {result.n_holdout} held-out records, {result.n_rejected} invalid; "
+          f"threshold {result.threshold:.6g} for a {cfg.training.target_fpr:g} false-positive rate "
+          f"(held-out: {result.holdout_fpr:.4f}); {result.seconds:.1f}s")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import signal
+    import threading
+
+    from .observability import ServeMetrics, start_exporter
+    from .stream.client import ensure_topics
+    from .stream.serve import Service
+
+    cfg = _stream_config(args)
+    topic = args.topic or cfg.topics.live
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    metrics = ServeMetrics()
+    server = start_exporter(cfg.serve.metrics_address, metrics.registry)
+    if args.create_topics:
+        t = cfg.topics
+        ensure_topics(cfg.kafka, [topic, t.scores, t.alerts, t.deadletter], partitions=args.partitions)
+    try:
+        stats = Service(cfg, _registry(cfg), metrics, topic=topic, stop=stop).run()
+    finally:
+        if server is not None:
+            server.shutdown()
+    print(f"served {stats.consumed} records: {stats.scored} scored, {stats.anomalies} alerts, "
+          f"{stats.rejected} dead letters")
+    return 0
+
+
+def cmd_models(args) -> int:
+    import datetime as dt
+
+    cfg = _stream_config(args)
+    registry = _registry(cfg)
+    if args.models_command == "promote":
+        registry.promote(args.version)
+        print(f"promoted {args.version}; serving processes pick it up within "
+              f"{cfg.serve.reload_interval_s:g}s")
+        return 0
+    if args.models_command == "rollback":
+        print(f"rolled back to {registry.rollback()}")
+        return 0
+    current = registry.current()
+    versions = registry.list()
+    if not versions:
+        print(f"no models in {registry.root}")
+        return 0
+    for v in versions:
+        c = v.card
+        when = dt.datetime.fromtimestamp(v.created, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        source = c.get("source", {})
+        origin = source.get("topic") or source.get("file") or "?"
+        print(f"{'*' if v.name == current else ' '} {v.name}  {when}  {c.get('model', '?'):8s} "
+              f"schema {c.get('schema', '?'):8s} rows {c.get('training_rows', '?'):>7}  "
+              f"threshold {c.get('threshold', float('nan')):.6g}  from {origin}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .stream.demo import DemoOptions, run_demo
+
+    cfg = _stream_config(args)
+    _apply_runtime(cfg)
+    opts = DemoOptions(normal_records=args.normal_records, live_seconds=args.live_seconds, rate=args.rate,
+                       attacks=tuple(a for a in args.attacks.split(",") if a), epochs=args.epochs,
+                       keep_running=args.keep_running, workdir=args.workdir, seed=args.seed)
+    return run_demo(cfg, opts)
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -255,6 +470,84 @@ def build_parser() -> argparse.ArgumentParser:
     show = csub.add_parser("show", help="print the merged configuration")
     common(show)
     show.set_defaults(func=cmd_config_show)
+
+    def kafka_flags(p):
+        p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (kafka.bootstrap_servers)")
+        p.add_argument("--client", choices=["kafka-python", "confluent"], help="Kafka client (kafka.client)")
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker on loopback")
+    p.add_argument("--port", type=int, default=9092)
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("simulate", help="produce simulated flows (normal traffic and attacks)")
+    common(p)
+    kafka_flags(p)
+    p.add_argument("--topic", help="default: topics.live")
+    p.add_argument("--rate", type=float, default=1000.0, help="mean records per second (0 = as fast as possible)")
+    p.add_argument("--total", type=int, help="stop after this many records")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--attacks", default="", help="comma-separated: scan,synflood,bruteforce,exfiltration")
+    p.add_argument("--attack-fraction", type=float, default=0.05)
+    p.add_argument("--partitions", type=int, default=1, help="partitions if the topic is created")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("train", help="train a model on a window of normal traffic; add it to the registry")
+    common(p)
+    kafka_flags(p)
+    p.add_argument("--topic", help="default: topics.normal")
+    p.add_argument("--data", help="train from a JSON-lines or CSV file instead of a topic")
+    p.add_argument("--schema", help="flow schema of the records (serve.schema)")
+    p.add_argument("--max-records", type=int)
+    p.add_argument("--from", dest="from_ts", help="window start: epoch seconds or ISO-8601")
+    p.add_argument("--to", dest="to_ts", help="window end: epoch seconds or ISO-8601")
+    p.add_argument("--idle-timeout", type=float, default=5.0, help="end of the window after this many quiet seconds")
+    p.add_argument("--model", help="arn-n, arn-g, ae, iforest, ...")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--registry", help="model registry directory (registry.dir)")
+    p.add_argument("--no-promote", action="store_true", help="register without promoting")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("serve", help="score live flows from Kafka")
+    common(p)
+    kafka_flags(p)
+    p.add_argument("--topic", help="default: topics.live")
+    p.add_argument("--group", help="consumer group (kafka.group)")
+    p.add_argument("--registry", help="model registry directory (registry.dir)")
+    p.add_argument("--metrics-address", help="host:port of /metrics ('' = off)")
+    p.add_argument("--create-topics", action="store_true", help="create missing topics (development)")
+    p.add_argument("--partitions", type=int, default=1)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("models", help="the model registry")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    for name, text in (("list", "versions, the promoted one starred"), ("promote", "promote a version"),
+                       ("rollback", "go back to the previously promoted version")):
+        mp = msub.add_parser(name, help=text)
+        common(mp)
+        mp.add_argument("--registry", help="model registry directory (registry.dir)")
+        if name == "promote":
+            mp.add_argument("version")
+        mp.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="everything on one machine: broker, simulator, train, serve, summary")
+    common(p)
+    p.add_argument("--normal-records", type=int, default=30000, help="training traffic")
+    p.add_argument("--live-seconds", type=float, default=90.0, help="how long live traffic flows")
+    p.add_argument("--rate", type=float, default=1000.0, help="live records per second")
+    p.add_argument("--attacks", default="scan,synflood,bruteforce,exfiltration")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=256, help="small batches: enough steps on a short window")
+    p.add_argument("--model", help="default: model.name")
+    p.add_argument("--keep-running", action="store_true", help="keep simulating and serving until Ctrl-C")
+    p.add_argument("--workdir", default="results/demo", help="registry and logs of the demo")
+    p.add_argument("--metrics-address", help="host:port of /metrics")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -262,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # the Kafka clients log every connection at INFO
+        logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except ArnstreamError as exc:

@@ -52,11 +52,64 @@ class TrainingConfig:
 
 
 @dataclass
+class KafkaConfig:
+    client: str = "kafka-python"  # kafka-python | confluent
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group: str = "arnstream-serve"
+    session_timeout_ms: int = 10000  # a group join takes about half of this
+    acks: str = "all"  # what "lose nothing" needs on a replicated cluster
+    compression: str = "lz4"  # none | gzip | lz4 | zstd (zstd needs the zstandard package)
+    linger_ms: int = 20
+    # Security, passed through to whichever client runs (SASL/SSL). Empty = plaintext.
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    extra: dict = field(default_factory=dict)  # verbatim client options (names of the client in use)
+
+
+@dataclass
+class TopicsConfig:
+    normal: str = "flows-normal"
+    live: str = "flows-live"
+    scores: str = "flows-scores"
+    alerts: str = "flows-alerts"
+    deadletter: str = "flows-deadletter"
+    labels: str = "flows-labels"
+
+
+@dataclass
+class ServeConfig:
+    schema: str = "flowsim"  # schema of `train --data` files and of the simulator's records
+    batch_size: int = 5000  # most records per poll
+    poll_timeout_ms: int = 500
+    output_timeout_s: float = 15.0  # unacknowledged output after this: batch re-read, producer renewed
+    metrics_address: str | None = "127.0.0.1:9108"  # host:port; 0.0.0.0:9108 in containers; null = off
+    reload_interval_s: float = 5.0  # how often the registry is checked for a promoted model
+    wait_for_model_s: float = 10.0  # log interval while no model is promoted yet
+    top_features: int = 3  # most atypical fields reported with each score
+    drift_delta: float = 0.002  # ADWIN confidence on the anomaly score
+    threads: int = 2  # torch intra-op threads while serving: 2 measured 1.5x faster (benchmarks/bench_serve.py)
+
+
+@dataclass
+class RegistryConfig:
+    dir: str = "registry"  # versioned model artifacts; relative paths are from the working directory
+
+
+@dataclass
 class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
 
     def data_dir(self) -> Path:
         return Path(self.data.dir) if self.data.dir else (REPO_ROOT.parent / "shared" / "data")

@@ -25,7 +25,7 @@ _SERVICES = {
 }
 
 
-def _normal(rng: np.random.Generator, n: int) -> dict:
+def normal_flows(rng: np.random.Generator, n: int) -> dict:
     names = list(_SERVICES)
     share = np.array([_SERVICES[s][4] for s in names])
     service = rng.choice(names, size=n, p=share / share.sum())
@@ -55,8 +55,8 @@ def _normal(rng: np.random.Generator, n: int) -> dict:
     }
 
 
-def _attack(rng: np.random.Generator, kind: str, n: int) -> dict:
-    rec = _normal(rng, n)
+def attack_flows(rng: np.random.Generator, kind: str, n: int) -> dict:
+    rec = normal_flows(rng, n)
     if kind == "scan":
         rec["service"] = rng.choice(["http", "ssh", "smtp", "ftp", "telnet", "rdp"], n).astype(object)
         rec["protocol"] = np.full(n, "tcp", dtype=object)
@@ -105,11 +105,11 @@ def synthetic_flows(n_normal: int = 20000, n_anomalous: int = 2000,
                     attacks: tuple[str, ...] = ATTACKS, seed: int = 0) -> Dataset:
     """Labelled synthetic connections; anomalies split evenly between `attacks`."""
     rng = np.random.default_rng(seed)
-    parts = [_normal(rng, n_normal)]
+    parts = [normal_flows(rng, n_normal)]
     classes = [np.full(n_normal, "normal", dtype=object)]
     for i, kind in enumerate(attacks):
         k = n_anomalous // len(attacks) + (1 if i < n_anomalous % len(attacks) else 0)
-        parts.append(_attack(rng, kind, k))
+        parts.append(attack_flows(rng, kind, k))
         classes.append(np.full(k, kind, dtype=object))
     schema = FlowSchema.load("flowsim")
     columns = {f.name: np.concatenate([p[f.name] for p in parts]) for f in schema.feature_fields}

@@ -196,10 +196,12 @@ class RecordEncoder:
         bad: dict[int, tuple[str, str]] = {}
         for name in self.schema.categorical:
             col = np.asarray(columns[name], dtype=object)
-            for i in np.flatnonzero(np.fromiter((v is None for v in col), bool, count=n)):
-                bad.setdefault(int(i), (name, "missing field"))
-            for i, v in enumerate(col):
-                if isinstance(v, (dict, list, tuple, set)):
+            # categories are nearly always strings: inspect only the rest
+            for i in [i for i, v in enumerate(col.tolist()) if type(v) is not str]:
+                v = col[i]
+                if v is None:
+                    bad.setdefault(i, (name, "missing field"))
+                elif isinstance(v, (dict, list, tuple, set)):
                     bad.setdefault(i, (name, f"expected a category, got a {type(v).__name__}"))
             values[name] = col
         return values, bad

@@ -1,0 +1,191 @@
+"""confluent-kafka (librdkafka) backend of the client layer: the `confluent` extra."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from confluent_kafka import Consumer as _Consumer
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Producer as _Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ..config import KafkaConfig
+from ..errors import BrokerError
+from .client import Message, check_compression
+
+log = logging.getLogger(__name__)
+_librdkafka_log = logging.getLogger("arnstream.stream.librdkafka")  # its lines go through logging
+
+
+def _base(cfg: KafkaConfig, client_id: str) -> dict:
+    out = {"bootstrap.servers": cfg.bootstrap_servers, "client.id": client_id,
+           "security.protocol": cfg.security_protocol, "logger": _librdkafka_log}
+    for ours, theirs in (("sasl_mechanism", "sasl.mechanism"), ("sasl_username", "sasl.username"),
+                         ("sasl_password", "sasl.password"), ("ssl_cafile", "ssl.ca.location"),
+                         ("ssl_certfile", "ssl.certificate.location"), ("ssl_keyfile", "ssl.key.location")):
+        if getattr(cfg, ours) is not None:
+            out[theirs] = getattr(cfg, ours)
+    return {**out, **cfg.extra}
+
+
+def _check_reachable(client, cfg: KafkaConfig) -> None:
+    try:
+        client.list_topics(timeout=10)
+    except KafkaException as exc:
+        raise BrokerError(f"no Kafka broker reachable at {cfg.bootstrap_servers} "
+                          f"(kafka.bootstrap_servers): {exc}") from exc
+
+
+class Consumer:
+    def __init__(self, cfg: KafkaConfig, topics, group, *, from_beginning=True, partitions=None,
+                 client_id="arnstream"):
+        conf = {**_base(cfg, client_id),
+                # librdkafka needs a group id even for manual assignment; it never commits there
+                "group.id": group or f"arnstream-reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False, "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "session.timeout.ms": cfg.session_timeout_ms,
+                "heartbeat.interval.ms": max(100, cfg.session_timeout_ms // 4),
+                "enable.partition.eof": False}
+        self._consumer = _Consumer(conf)
+        _check_reachable(self._consumer, cfg)
+        if partitions is not None:
+            offset = -2 if from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
+            self._consumer.assign([TopicPartition(t, p, offset) for t, p in partitions])
+        else:
+            self._consumer.subscribe(list(topics))
+
+    def poll_batch(self, max_records, timeout_ms):
+        try:
+            polled = self._consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000)
+        except KafkaException as exc:
+            raise BrokerError(f"poll failed: {exc}") from exc
+        out = []
+        for m in polled:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer: %s", err)
+                continue
+            ts_type, ts = m.timestamp()
+            out.append(Message(m.topic(), m.partition(), m.offset(), m.value(), m.key(),
+                               tuple(m.headers() or ()), ts if ts_type else None))
+        return out
+
+    def commit(self, offsets):
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                  asynchronous=False)
+        except KafkaException as exc:
+            raise BrokerError(f"offset commit failed: {exc}") from exc
+
+    def seek(self, offsets):
+        mine = self.assignment()
+        for (t, p), o in offsets.items():
+            if (t, p) in mine:
+                try:
+                    self._consumer.seek(TopicPartition(t, p, o))
+                except KafkaException as exc:
+                    log.warning("seek %s[%d] to %d: %s", t, p, o, exc)
+
+    def assignment(self):
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def high_watermarks(self):
+        out = {}
+        for tp in self._consumer.assignment():
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high is not None and high >= 0:
+                out[(tp.topic, tp.partition)] = high
+        return out
+
+    def close(self):
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("consumer close: %s", exc)
+
+
+class Producer:
+    def __init__(self, cfg: KafkaConfig, client_id="arnstream"):
+        conf = {**_base(cfg, client_id), "acks": cfg.acks, "linger.ms": cfg.linger_ms,
+                "compression.type": check_compression(cfg) or "none",
+                "batch.size": 1 << 20, "queue.buffering.max.messages": 1_000_000,
+                "enable.idempotence": cfg.acks in ("all", "-1"),
+                # callbacks for failures only: a Python call per delivered record costs ~10%
+                "delivery.report.only.error": True}
+        self._fatal: str | None = None
+        self._producer = _Producer({**conf, "error_cb": self._on_error})
+        self._errors: list[str] = []
+        self._sent = 0
+
+    def _on_error(self, err):
+        if err.fatal():  # e.g. an idempotent producer fenced after a broker lost its state
+            self._fatal = str(err)
+
+    def _on_delivery(self, err, msg):
+        if err is not None:
+            self._errors.append(f"{msg.topic()}: {err}")
+
+    def send(self, topic, value, key=None, headers=None):
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=headers,
+                                       on_delivery=self._on_delivery)
+                break
+            except BufferError:  # local queue full: let librdkafka drain it
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise BrokerError(f"send to {topic} failed: {exc}") from exc
+        self._sent += 1
+
+    def flush(self, timeout_s=30.0):
+        deadline = time.monotonic() + timeout_s
+        remaining = self._producer.flush(0.5)
+        while remaining and self._fatal is None and time.monotonic() < deadline:
+            remaining = self._producer.flush(0.5)
+        if self._fatal is not None:
+            self._errors.insert(0, f"fatal producer error: {self._fatal}")
+        sent, self._sent = self._sent, 0
+        errors, self._errors = self._errors, []
+        if remaining or errors:
+            detail = errors[0] if errors else "not acknowledged in time"
+            raise BrokerError(f"{len(errors) + remaining} of {sent} records were not written: {detail}")
+
+    def close(self):
+        if self._fatal is None:
+            self._producer.flush(5)
+
+
+def ensure_topics(cfg: KafkaConfig, names, partitions):
+    admin = AdminClient(_base(cfg, "arnstream-admin"))
+    try:
+        existing = set(admin.list_topics(timeout=10).topics)
+    except KafkaException as exc:
+        raise BrokerError(f"no Kafka broker reachable at {cfg.bootstrap_servers}: {exc}") from exc
+    new = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+    if not new:
+        return
+    for name, future in admin.create_topics(new).items():
+        try:
+            future.result(15)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BrokerError(f"cannot create topic {name}: {exc}") from exc
+
+
+def list_partitions(cfg: KafkaConfig, topic):
+    admin = AdminClient(_base(cfg, "arnstream-meta"))
+    try:
+        meta = admin.list_topics(topic, timeout=10)
+    except KafkaException as exc:
+        raise BrokerError(f"no Kafka broker reachable at {cfg.bootstrap_servers}: {exc}") from exc
+    t = meta.topics.get(topic)
+    return sorted(t.partitions) if t is not None and t.error is None else []

@@ -1,0 +1,162 @@
+"""kafka-python backend of the client layer (the default)."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from ..config import KafkaConfig
+from ..errors import BrokerError
+from .client import Message, check_compression
+
+log = logging.getLogger(__name__)
+
+
+def _security(cfg: KafkaConfig) -> dict:
+    out = {"security_protocol": cfg.security_protocol}
+    for ours, theirs in (("sasl_mechanism", "sasl_mechanism"), ("sasl_username", "sasl_plain_username"),
+                         ("sasl_password", "sasl_plain_password"), ("ssl_cafile", "ssl_cafile"),
+                         ("ssl_certfile", "ssl_certfile"), ("ssl_keyfile", "ssl_keyfile")):
+        if getattr(cfg, ours) is not None:
+            out[theirs] = getattr(cfg, ours)
+    return {**out, **cfg.extra}
+
+
+def _connect(factory, cfg: KafkaConfig, **kwargs):
+    try:
+        return factory(bootstrap_servers=cfg.bootstrap_servers.split(","), **_security(cfg), **kwargs)
+    except KafkaTimeoutError as exc:
+        raise BrokerError(f"no Kafka broker reachable at {cfg.bootstrap_servers} "
+                          f"(kafka.bootstrap_servers): {exc}") from exc
+    except KafkaError as exc:
+        raise BrokerError(f"cannot connect to {cfg.bootstrap_servers}: {exc}") from exc
+
+
+class Consumer:
+    def __init__(self, cfg: KafkaConfig, topics, group, *, from_beginning=True, partitions=None,
+                 client_id="arnstream"):
+        session = cfg.session_timeout_ms
+        self._consumer = _connect(
+            KafkaConsumer, cfg, group_id=group, client_id=client_id, enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            session_timeout_ms=session, heartbeat_interval_ms=max(100, session // 4),
+            max_partition_fetch_bytes=4 << 20, fetch_max_bytes=64 << 20,
+        )
+        if partitions is not None:
+            tps = [TopicPartition(t, p) for t, p in partitions]
+            self._consumer.assign(tps)
+            if from_beginning:
+                self._consumer.seek_to_beginning(*tps)
+        else:
+            self._consumer.subscribe(topics)
+
+    def poll_batch(self, max_records: int, timeout_ms: int) -> list[Message]:
+        try:
+            polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise BrokerError(f"poll failed: {exc}") from exc
+        out = []
+        for records in polled.values():
+            out.extend(Message(r.topic, r.partition, r.offset, r.value, r.key,
+                               tuple((k, v) for k, v in (r.headers or ())), r.timestamp)
+                       for r in records)
+        return out
+
+    def commit(self, offsets):
+        if not offsets:
+            return
+        try:
+            self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                                   for (t, p), o in offsets.items()})
+        except KafkaError as exc:
+            raise BrokerError(f"offset commit failed: {exc}") from exc
+
+    def seek(self, offsets):
+        for (t, p), o in offsets.items():
+            tp = TopicPartition(t, p)
+            if tp in self._consumer.assignment():
+                self._consumer.seek(tp, o)
+
+    def assignment(self):
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def high_watermarks(self):
+        out = {}
+        for tp in self._consumer.assignment():
+            hw = self._consumer.highwater(tp)
+            if hw is not None:
+                out[(tp.topic, tp.partition)] = hw
+        return out
+
+    def close(self):
+        try:
+            self._consumer.close(autocommit=False)
+        except KafkaError as exc:  # closing a consumer whose broker is gone must not raise
+            log.warning("consumer close: %s", exc)
+
+
+class Producer:
+    def __init__(self, cfg: KafkaConfig, client_id="arnstream"):
+        self._producer = _connect(
+            KafkaProducer, cfg, client_id=client_id, acks=_acks(cfg.acks),
+            linger_ms=cfg.linger_ms, compression_type=check_compression(cfg),
+            batch_size=1 << 20, max_request_size=16 << 20, retries=5,
+            max_in_flight_requests_per_connection=1,  # retries must not reorder a partition
+        )
+        self._pending = []
+
+    def send(self, topic, value, key=None, headers=None):
+        try:
+            self._pending.append(self._producer.send(topic, value=value, key=key, headers=headers or None))
+        except KafkaError as exc:
+            raise BrokerError(f"send to {topic} failed: {exc}") from exc
+
+    def flush(self, timeout_s=30.0):
+        pending, self._pending = self._pending, []
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            raise BrokerError(f"flush failed: {exc}") from exc
+        failed = [f for f in pending if not f.is_done or f.failed()]
+        if failed:
+            first = failed[0].exception if failed[0].is_done else "not acknowledged in time"
+            raise BrokerError(f"{len(failed)} of {len(pending)} records were not written: {first}")
+
+    def close(self):
+        try:
+            self._producer.close(timeout=5)
+        except KafkaError as exc:
+            log.warning("producer close: %s", exc)
+
+
+def _acks(value: str):
+    return "all" if value in ("all", "-1") else int(value)
+
+
+def ensure_topics(cfg: KafkaConfig, names, partitions):
+    admin = _connect(KafkaAdminClient, cfg, client_id="arnstream-admin")
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    except KafkaError as exc:
+        raise BrokerError(f"cannot create topics {names}: {exc}") from exc
+    finally:
+        admin.close()
+
+
+def list_partitions(cfg: KafkaConfig, topic):
+    consumer = _connect(KafkaConsumer, cfg, client_id="arnstream-meta")
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        return sorted(parts or ())
+    finally:
+        consumer.close()

@@ -1,0 +1,113 @@
+"""A thin client layer: the processing code sees `Consumer`/`Producer`, never a Kafka library.
+
+Two backends implement it: kafka-python (the default, pure Python; needs `crc32c` for speed)
+and confluent-kafka (librdkafka; the `confluent` extra). Both commit offsets explicitly,
+never automatically, so a batch's offsets are committed only after its output is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..config import KafkaConfig
+from ..errors import BrokerError, ConfigError
+
+CLIENTS = ("kafka-python", "confluent")
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+    timestamp_ms: int | None = None
+
+    def header(self, name: str) -> bytes | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+
+class Consumer(Protocol):
+    def poll_batch(self, max_records: int, timeout_ms: int) -> list[Message]: ...
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit `next offset to read` per (topic, partition)."""
+
+    def seek(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Rewind to these offsets (used to re-read a batch whose output failed)."""
+
+    def assignment(self) -> set[tuple[str, int]]: ...
+
+    def high_watermarks(self) -> dict[tuple[str, int], int]:
+        """The broker's end offsets as last reported (may lag; never required)."""
+
+    def close(self) -> None: ...
+
+
+class Producer(Protocol):
+    def send(self, topic: str, value: bytes, key: bytes | None = None,
+             headers: list[tuple[str, bytes]] | None = None) -> None: ...
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait for every send; raise BrokerError if any was not acknowledged."""
+
+    def close(self) -> None: ...
+
+
+def open_consumer(cfg: KafkaConfig, topics: list[str] | None, group: str | None, *,
+                  from_beginning: bool = True, partitions: list[tuple[str, int]] | None = None,
+                  client_id: str = "arnstream") -> Consumer:
+    """A consumer subscribed to `topics` in `group`, or assigned `partitions` (no group)."""
+    return _backend(cfg).Consumer(cfg, topics, group, from_beginning=from_beginning,
+                                  partitions=partitions, client_id=client_id)
+
+
+def open_producer(cfg: KafkaConfig, client_id: str = "arnstream") -> Producer:
+    return _backend(cfg).Producer(cfg, client_id=client_id)
+
+
+def ensure_topics(cfg: KafkaConfig, names: list[str], partitions: int = 1) -> None:
+    """Create the topics that do not exist yet (existing ones are left as they are)."""
+    _backend(cfg).ensure_topics(cfg, names, partitions)
+
+
+def list_partitions(cfg: KafkaConfig, topic: str) -> list[int]:
+    return _backend(cfg).list_partitions(cfg, topic)
+
+
+def validate(cfg: KafkaConfig) -> None:
+    """Fail at start-up, naming the key, rather than when the first batch needs the client."""
+    _backend(cfg)
+    check_compression(cfg)
+    if cfg.acks not in ("all", "-1", "0", "1"):
+        raise ConfigError("kafka.acks", f"expected all, 1 or 0, got {cfg.acks!r}")
+    if not cfg.bootstrap_servers.strip():
+        raise ConfigError("kafka.bootstrap_servers", "must name at least one host:port")
+
+
+def _backend(cfg: KafkaConfig):
+    if cfg.client == "kafka-python":
+        from . import _kafka_python as backend
+    elif cfg.client == "confluent":
+        try:
+            from . import _confluent as backend
+        except ImportError as exc:
+            raise ConfigError("kafka.client", "confluent needs the confluent-kafka package: "
+                              "pip install 'arnstream[confluent]'") from exc
+    else:
+        raise ConfigError("kafka.client", f"expected one of {CLIENTS}, got {cfg.client!r}")
+    return backend
+
+
+def check_compression(cfg: KafkaConfig) -> str | None:
+    value = (cfg.compression or "none").lower()
+    if value not in ("none", "gzip", "snappy", "lz4", "zstd"):
+        raise ConfigError("kafka.compression", f"expected none, gzip, snappy, lz4 or zstd, got {cfg.compression!r}")
+    return None if value == "none" else value
+
+
+__all__ = ["BrokerError", "CLIENTS", "Consumer", "Message", "Producer", "ensure_topics",
+           "list_partitions", "open_consumer", "open_producer"]

@@ -1,0 +1,210 @@
+"""`arnstream demo`: the whole pipeline on one machine, no outside service.
+
+Starts the embedded broker, simulates normal traffic into the training topic, trains and
+promotes a model, serves the live topic while the simulator injects attacks (and a few
+malformed records), then prints what was scored and how well against the ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from ..config import Config
+from ..errors import ArnstreamError
+from ..evaluation.metrics import detection_metrics
+from ..observability import ServeMetrics, start_exporter
+from ..registry import Registry
+from ..schema import FlowSchema
+from ..trainer import detector_params, train_on_records
+from .broker import EmbeddedBroker, free_port
+from .client import ensure_topics, open_producer
+from .serve import Service
+from .simulator import FlowSimulator, produce
+from .tail import TopicTail
+from .window import read_window
+
+log = logging.getLogger(__name__)
+
+MALFORMED_EVERY = 500  # one malformed record per this many live records, to show dead letters
+
+
+@dataclass
+class DemoOptions:
+    normal_records: int = 30000
+    live_seconds: float = 90.0
+    rate: float = 1000.0
+    attacks: tuple[str, ...] = ("scan", "synflood", "bruteforce", "exfiltration")
+    epochs: int = 12
+    keep_running: bool = False
+    workdir: str = "results/demo"
+    seed: int = 0
+    live_partitions: int = 2
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_demo(cfg: Config, opts: DemoOptions) -> int:
+    workdir = Path(opts.workdir)
+    shutil.rmtree(workdir / "registry", ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, registry=dataclasses.replace(cfg.registry, dir=str(workdir / "registry")))
+    started = time.monotonic()
+    with open(workdir / "broker.log", "wb") as broker_log, EmbeddedBroker(log_file=broker_log) as broker:
+        cfg.kafka.bootstrap_servers = broker.bootstrap
+        cfg.kafka.session_timeout_ms = min(cfg.kafka.session_timeout_ms, 6000)  # faster group joins
+        t = cfg.topics
+        _say(f"[1/4] embedded broker on {broker.bootstrap} (pid {broker.process.pid})")
+        ensure_topics(cfg.kafka, [t.normal, t.scores, t.alerts, t.deadletter])
+        ensure_topics(cfg.kafka, [t.live], partitions=opts.live_partitions)
+
+        producer = open_producer(cfg.kafka, client_id="arnstream-demo")
+        try:
+            n = produce(producer, t.normal, FlowSimulator(seed=opts.seed, prefix="train"),
+                        total=opts.normal_records)
+        finally:
+            producer.close()
+        _say(f"[2/4] simulated {n} normal flows into {t.normal}; training {cfg.model.name} "
+             f"for {opts.epochs} epochs")
+        registry = Registry(cfg.registry.dir)
+        window = read_window(cfg.kafka, t.normal, max_records=opts.normal_records, idle_timeout_s=2.0)
+        params = _params(cfg, opts)
+        result = train_on_records(window.records, FlowSchema.load(cfg.serve.schema), cfg, params,
+                                  registry=registry, source={"topic": t.normal, "records": len(window.records)},
+                                  seed=opts.seed,
+                                  progress=lambda r: _say(f"      epoch {r.epoch}/{opts.epochs} "
+                                                          f"({r.seconds:.1f}s)"))
+        _say(f"      model {result.version} promoted: threshold {result.threshold:.4g} "
+             f"(held-out false-positive rate {result.holdout_fpr:.4f}), {result.seconds:.0f}s")
+        return _serve_live(cfg, opts, registry, started)
+
+
+def _params(cfg: Config, opts: DemoOptions) -> dict:
+    params = detector_params(cfg)
+    params["epochs"] = opts.epochs
+    return params
+
+
+def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: float) -> int:
+    t = cfg.topics
+    metrics = ServeMetrics()
+    address = cfg.serve.metrics_address or f"127.0.0.1:{free_port()}"
+    try:
+        server = start_exporter(address, metrics.registry)
+    except ArnstreamError:  # the default port is taken (another serve?): any free port will do
+        address = f"127.0.0.1:{free_port()}"
+        server = start_exporter(address, metrics.registry)
+    stop_serving, stop_sim = threading.Event(), threading.Event()
+    service = Service(cfg, registry, metrics, stop=stop_serving)
+    serve_thread = threading.Thread(target=service.run, name="serve", daemon=True)
+    serve_thread.start()
+
+    truth: dict[str, str] = {}
+    scored: dict[str, float] = {}
+    alerted: set[str] = set()
+    dead = [0]
+
+    def on_score(msg):
+        doc = orjson.loads(msg.value)
+        scored[doc["id"]] = doc["score"]
+        if doc["is_anomaly"]:
+            alerted.add(doc["id"])
+
+    tails = [TopicTail(cfg.kafka, t.scores, on_score).start(),
+             TopicTail(cfg.kafka, t.deadletter, lambda m: dead.__setitem__(0, dead[0] + 1)).start()]
+    produced = [0]
+    malformed = [0]
+
+    def simulate():
+        sim = FlowSimulator(seed=opts.seed + 1, attacks=opts.attacks, attack_fraction=0.05, prefix="live")
+        producer = open_producer(cfg.kafka, client_id="arnstream-demo-sim")
+
+        def on_batch(records, labels):
+            for rec, label in zip(records, labels):
+                truth[rec["flow_id"]] = label
+            produced[0] += len(records)
+            while malformed[0] < produced[0] // MALFORMED_EVERY:  # a bad record now and then
+                bad = [b'{"flow_id": "broken", "src_bytes": "lots"', b'{"flow_id": "x", "duration": NaN}',
+                       b"not json at all"][malformed[0] % 3]
+                producer.send(t.live, bad)
+                malformed[0] += 1
+
+        try:
+            produce(producer, t.live, sim, rate=opts.rate, day_seconds=max(60.0, opts.live_seconds), duration_s=None if opts.keep_running else opts.live_seconds,
+                    total=None if not opts.keep_running else 10**12, stop=stop_sim.is_set, on_batch=on_batch)
+        finally:
+            producer.close()
+
+    sim_thread = threading.Thread(target=simulate, name="simulate", daemon=True)
+    sim_thread.start()
+    _say(f"[3/4] serving {t.live} ({opts.live_partitions} partitions) with attacks "
+         f"{', '.join(opts.attacks)}; metrics on http://{address}/metrics; "
+         + ("Ctrl-C stops" if opts.keep_running else f"{opts.live_seconds:.0f}s of live traffic"))
+    interrupted = False
+    try:
+        last, deadline = 0.0, None
+        while sim_thread.is_alive() or len(scored) + dead[0] < produced[0] + malformed[0]:
+            time.sleep(0.2)
+            if not serve_thread.is_alive():
+                raise ArnstreamError("the scoring service stopped unexpectedly; see the log above")
+            if time.monotonic() - last >= 5:
+                last = time.monotonic()
+                _say(f"      produced {produced[0]}, scored {len(scored)}, alerts {len(alerted)}, "
+                     f"dead letters {dead[0]}")
+            if not sim_thread.is_alive():
+                deadline = deadline or time.monotonic() + 60
+                if time.monotonic() > deadline:
+                    _say("      gave up waiting for the last scores")
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        _say("      interrupted: stopping everything the demo started")
+    finally:
+        stop_sim.set()
+        sim_thread.join(30)
+        stop_serving.set()
+        serve_thread.join(30)
+        for tail in tails:
+            try:
+                tail.stop()
+            except ArnstreamError as exc:
+                log.warning("tail: %s", exc)
+        if server is not None:
+            server.shutdown()
+    _summary(truth, scored, alerted, dead[0], malformed[0], address, time.monotonic() - started)
+    return 130 if interrupted else 0
+
+
+def _summary(truth, scored, alerted, dead, malformed, address, seconds) -> None:
+    ids = [i for i in truth if i in scored]
+    labels = np.array([truth[i] for i in ids], dtype=object)
+    y = (labels != "normal").astype(int)
+    s = np.array([scored[i] for i in ids])
+    alert = np.array([i in alerted for i in ids])
+    lines = [f"[4/4] summary after {seconds:.0f}s",
+             f"      records scored: {len(scored)} of {len(truth)} simulated ({len(alerted)} alerts); "
+             f"dead letters: {dead} (malformed records injected: {malformed})"]
+    if len(set(y.tolist())) == 2:
+        m = detection_metrics(y, s)
+        tp = int((alert & (y == 1)).sum())
+        precision = tp / max(1, int(alert.sum()))
+        recall = tp / max(1, int(y.sum()))
+        lines.append(f"      detection AUC {m['auc']:.4f}, AUPRC {m['auprc']:.4f}; alerts: precision "
+                     f"{precision:.3f}, recall {recall:.3f}, false-positive rate "
+                     f"{float(alert[y == 0].mean()):.4f}")
+        per_attack = ", ".join(f"{k} {float(alert[labels == k].mean()):.2f}"
+                               for k in sorted(set(labels.tolist()) - {"normal"}))
+        lines.append(f"      recall per attack: {per_attack}")
+    lines.append(f"      metrics were exposed on http://{address}/metrics")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,253 @@
+"""The scoring service: poll a batch, score it, write the outputs, then commit (at-least-once).
+
+Several processes in one consumer group split the partitions. A promoted model is picked up
+between batches, without a restart. Before any model is promoted the service waits (it does
+not consume, so nothing is skipped) and says so in the log. SIGTERM (via `stop`) finishes the
+batch in hand, commits and exits.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import Config
+from ..errors import ArnstreamError, BrokerError
+from ..observability import ServeMetrics
+from ..registry import Registry, version_number
+from .client import Message, open_consumer, open_producer, validate
+from .scoring import ScoringModel, score_messages
+
+log = logging.getLogger(__name__)
+
+DRIFT_SAMPLE = 64  # scores per batch fed to ADWIN: drift is a property of the distribution
+
+
+@dataclass
+class ServeStats:
+    consumed: int = 0
+    scored: int = 0
+    rejected: int = 0
+    anomalies: int = 0
+    batches: int = 0
+    drift_events: int = 0
+    first_batch_at: float | None = None  # monotonic clock, for throughput reports
+    last_batch_at: float | None = None
+    recent_batch_seconds: collections.deque = field(default_factory=lambda: collections.deque(maxlen=10000))
+
+
+class ScoreDriftMonitor:
+    """river's ADWIN on the anomaly score; a detection is a metric and a log line."""
+
+    def __init__(self, delta: float):
+        from river.drift import ADWIN
+
+        self._make = lambda: ADWIN(delta=delta)
+        self.adwin = self._make()
+
+    def reset(self) -> None:  # a new model means a new score distribution
+        self.adwin = self._make()
+
+    def update(self, scores: np.ndarray) -> bool:
+        if len(scores) == 0:
+            return False
+        step = max(1, len(scores) // DRIFT_SAMPLE)
+        drifted = False
+        for value in scores[::step].tolist():
+            self.adwin.update(value)
+            drifted = drifted or self.adwin.drift_detected
+        return drifted
+
+
+class Service:
+    def __init__(self, cfg: Config, registry: Registry, metrics: ServeMetrics | None = None,
+                 topic: str | None = None, stop: threading.Event | None = None):
+        validate(cfg.kafka)
+        self.cfg = cfg
+        self.registry = registry
+        self.metrics = metrics or ServeMetrics()
+        self.topic = topic or cfg.topics.live
+        self.stop = stop or threading.Event()
+        self.model: ScoringModel | None = None
+        self.stats = ServeStats()
+        self.drift = ScoreDriftMonitor(cfg.serve.drift_delta)
+        self._last_check = 0.0
+        self._committed: dict[tuple[str, int], int] = {}
+        self._topics = {"scores": cfg.topics.scores, "alerts": cfg.topics.alerts,
+                        "deadletter": cfg.topics.deadletter}
+
+    # ---------------------------------------------------------------- model
+    def wait_for_model(self) -> bool:
+        """Block until a model is promoted (or stop is set); True when one is loaded."""
+        announced = 0.0
+        while not self.stop.is_set():
+            if self.maybe_reload(force=True):
+                return True
+            if time.monotonic() - announced >= self.cfg.serve.wait_for_model_s:
+                log.info("no model promoted in %s yet; waiting (run `arnstream train`); "
+                         "nothing is consumed meanwhile", self.registry.root)
+                announced = time.monotonic()
+            self.stop.wait(0.5)
+        return False
+
+    def maybe_reload(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if not force and now - self._last_check < self.cfg.serve.reload_interval_s:
+            return False
+        self._last_check = now
+        name = self.registry.current()
+        if name is None or (self.model is not None and self.model.version == name):
+            return False
+        try:
+            model = ScoringModel.from_artifact(name, self.registry.load(name))
+        except ArnstreamError as exc:  # a broken promotion must not take the service down
+            log.error("cannot load promoted model %s, keeping %s: %s", name,
+                      self.model.version if self.model else "none", exc)
+            return False
+        previous, self.model = self.model, model
+        self.drift.reset()
+        self.metrics.model_version.set(version_number(name))
+        self.metrics.model_threshold.set(model.threshold)
+        if previous is not None:
+            self.metrics.model_reloads.inc()
+        log.info("model %s in use (threshold %.6g%s)", name, model.threshold,
+                 f", replacing {previous.version}" if previous else "")
+        return True
+
+    # ----------------------------------------------------------------- loop
+    def run(self) -> ServeStats:
+        import torch
+
+        torch.set_num_threads(self.cfg.serve.threads)
+        if not self.wait_for_model():
+            return self.stats
+        consumer = open_consumer(self.cfg.kafka, [self.topic], self.cfg.kafka.group, from_beginning=True,
+                                 client_id="arnstream-serve")
+        self._producer = open_producer(self.cfg.kafka, client_id="arnstream-serve")
+        self.metrics.up.set(1)
+        log.info("serving %s in group %s (client %s), outputs %s", self.topic, self.cfg.kafka.group,
+                 self.cfg.kafka.client, ", ".join(self._topics.values()))
+        try:
+            while not self.stop.is_set():
+                self.maybe_reload()
+                try:
+                    messages = consumer.poll_batch(self.cfg.serve.batch_size, self.cfg.serve.poll_timeout_ms)
+                except BrokerError as exc:
+                    log.warning("poll: %s; retrying", exc)
+                    self.stop.wait(1.0)
+                    continue
+                if messages:
+                    self.process(messages, consumer)
+                self._update_lag(consumer)
+        finally:
+            self.metrics.up.set(0)
+            consumer.close()
+            self._producer.close()
+            log.info("stopped after %d batches: %d consumed, %d scored, %d rejected, %d anomalies",
+                     self.stats.batches, self.stats.consumed, self.stats.scored, self.stats.rejected,
+                     self.stats.anomalies)
+        return self.stats
+
+    def process(self, messages: list[Message], consumer) -> bool:
+        """Score, write, commit. On an output failure nothing is committed and the batch is re-read."""
+        started = time.monotonic()
+        model = self.model
+        result = score_messages(messages, model, self.cfg.serve.top_features)
+        try:
+            for out in result.outputs:
+                self._producer.send(self._topics[out.topic_key], out.value, out.key, out.headers)
+            self._producer.flush(self.cfg.serve.output_timeout_s)
+        except BrokerError as exc:
+            self.metrics.output_failures.inc()
+            log.warning("output of a batch of %d (model %s) was not written: %s; re-reading it "
+                        "with a new producer", len(messages), model.version, exc)
+            consumer.seek(_first_offsets(messages))
+            self.stop.wait(1.0)
+            self._renew_producer()
+            return False
+        offsets = _next_offsets(messages)
+        try:
+            consumer.commit(offsets)
+            self._committed.update(offsets)
+        except BrokerError as exc:  # the output is written: a re-read only duplicates it
+            log.warning("commit failed (%s); the batch may be scored again", exc)
+        self._count(messages, result, time.monotonic() - started)
+        return True
+
+    def _renew_producer(self) -> None:
+        """An idempotent producer whose broker lost its state is fenced for good: replace it."""
+        try:
+            self._producer.close()
+        except Exception as exc:  # a broken producer may fail to close; it is dropped anyway
+            log.debug("closing the failed producer: %s", exc)
+        while not self.stop.is_set():
+            try:
+                self._producer = open_producer(self.cfg.kafka, client_id="arnstream-serve")
+                return
+            except BrokerError as exc:
+                log.warning("cannot reconnect the producer: %s; retrying", exc)
+                self.stop.wait(2.0)
+
+    def _count(self, messages, result, seconds: float) -> None:
+        m, s = self.metrics, self.stats
+        s.batches += 1
+        s.last_batch_at = time.monotonic()
+        s.first_batch_at = s.first_batch_at or s.last_batch_at - seconds
+        s.recent_batch_seconds.append(seconds)
+        s.consumed += len(messages)
+        s.scored += result.n_scored
+        s.rejected += len(result.rejected_reasons)
+        s.anomalies += result.n_anomalies
+        m.consumed.labels(self.topic).inc(len(messages))
+        m.scored.labels(self.topic).inc(result.n_scored)
+        m.anomalies.labels(self.topic).inc(result.n_anomalies)
+        for reason in result.rejected_reasons:
+            m.rejected.labels(reason).inc()
+        _observe_many(m.score, result.scores)
+        m.batch_seconds.observe(seconds)
+        m.batch_records.observe(len(messages))
+        if self.drift.update(result.scores):
+            s.drift_events += 1
+            m.drift.inc()
+            log.warning("anomaly-score distribution shifted (ADWIN, model %s, mean of this batch %.4f)",
+                        self.model.version, float(result.scores.mean()))
+
+    def _update_lag(self, consumer) -> None:
+        # The broker's end offsets may lag what we consumed: never report a negative lag.
+        for (topic, partition), high in consumer.high_watermarks().items():
+            done = self._committed.get((topic, partition))
+            if done is not None:
+                self.metrics.lag.labels(topic, str(partition)).set(max(0, high - done))
+
+
+def _observe_many(histogram, values: np.ndarray) -> None:
+    """Histogram.observe per value is slow in a hot loop; bucket with numpy, add per bucket."""
+    if len(values) == 0:
+        return
+    bounds = np.asarray(histogram._upper_bounds)
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, n in zip(histogram._buckets, counts.tolist()):
+        if n:
+            bucket.inc(n)
+    histogram._sum.inc(float(values.sum()))
+
+
+def _next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        out[key] = max(out.get(key, 0), m.offset + 1)
+    return out
+
+
+def _first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        out[key] = min(out.get(key, m.offset), m.offset)
+    return out

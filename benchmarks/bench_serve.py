@@ -1,0 +1,138 @@
+"""Serve throughput against a pass-through ceiling, per Kafka client backend, in one run.
+
+For each backend (kafka-python, confluent) on the embedded broker, on the same N simulated
+flow records (JSON, 2 partitions):
+  pass-through  consume, produce one small record per input, commit per batch: no decoding,
+                no features, no model. The most any consume-produce service can do here.
+  serve         arnstream's scoring loop (decode, validate, encode, ARN discriminator,
+                scores + alerts out, commit) with a really trained ARN.
+Throughput is counted from the first batch to the last (the group join is excluded).
+Prints records/s, serve/pass-through ratio (target >= 0.5), p50/p99 batch latency, and
+confluent/kafka-python serve ratio (target >= 3).
+
+    python benchmarks/bench_serve.py [--records 100000] [--batch-size 5000] [--clients kafka-python,confluent]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from arnstream.config import load_config  # noqa: E402
+from arnstream.registry import Registry  # noqa: E402
+from arnstream.schema import FlowSchema  # noqa: E402
+from arnstream.stream.broker import EmbeddedBroker  # noqa: E402
+from arnstream.stream.client import ensure_topics, open_consumer, open_producer  # noqa: E402
+from arnstream.stream.serve import Service  # noqa: E402
+from arnstream.stream.simulator import FlowSimulator  # noqa: E402
+from arnstream.trainer import detector_params, train_on_records  # noqa: E402
+
+
+def fill_topic(cfg, topic: str, n: int) -> None:
+    ensure_topics(cfg.kafka, [topic], partitions=2)
+    sim = FlowSimulator(seed=1, attacks=("scan", "synflood", "bruteforce", "exfiltration"))
+    producer = open_producer(cfg.kafka)
+    done = 0
+    while done < n:
+        records, _ = sim.batch(min(10000, n - done))
+        for r in records:
+            producer.send(topic, orjson.dumps(r), r["flow_id"].encode())
+        producer.flush()
+        done += len(records)
+    producer.close()
+
+
+def pass_through(cfg, topic: str, n: int, batch_size: int) -> dict:
+    consumer = open_consumer(cfg.kafka, [topic], f"pt-{time.time_ns()}", client_id="bench-pt")
+    producer = open_producer(cfg.kafka, client_id="bench-pt")
+    seen, first, latencies = 0, None, []
+    while seen < n:
+        started = time.monotonic()
+        msgs = consumer.poll_batch(batch_size, 500)
+        if not msgs:
+            continue
+        first = first or started
+        for m in msgs:
+            producer.send(f"{topic}-pt-out", b'{"ok":1}', m.key)
+        producer.flush()
+        offsets = {}
+        for m in msgs:
+            offsets[(m.topic, m.partition)] = max(offsets.get((m.topic, m.partition), 0), m.offset + 1)
+        consumer.commit(offsets)
+        latencies.append(time.monotonic() - started)
+        seen += len(msgs)
+    elapsed = time.monotonic() - first
+    consumer.close()
+    producer.close()
+    return {"rate": seen / elapsed, "p50": np.percentile(latencies, 50), "p99": np.percentile(latencies, 99)}
+
+
+def serve(cfg, topic: str, n: int) -> dict:
+    stop = threading.Event()
+    service = Service(cfg, Registry(cfg.registry.dir), topic=topic, stop=stop)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    while service.stats.consumed < n:
+        if not thread.is_alive():
+            raise RuntimeError("serve stopped")
+        time.sleep(0.05)
+    stop.set()
+    thread.join(30)
+    s = service.stats
+    lat = list(s.recent_batch_seconds)
+    return {"rate": s.consumed / (s.last_batch_at - s.first_batch_at), "p50": np.percentile(lat, 50),
+            "p99": np.percentile(lat, 99)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=100000)
+    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--clients", default="kafka-python,confluent")
+    ap.add_argument("--threads", type=int, default=load_config().serve.threads, help="torch threads in serve")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    registry = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    base = load_config(None, {}, {"training.epochs": 5, "training.batch_size": 256, "runtime.device": "cpu",
+                                  "registry.dir": str(registry)})
+    records, _ = FlowSimulator(seed=0).batch(10000)
+    train_on_records(records, FlowSchema.load("flowsim"), base, detector_params(base),
+                     registry=Registry(registry), source={"bench": "serve"})
+    results = {}
+    with EmbeddedBroker() as broker:
+        for client in args.clients.split(","):
+            cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap, "kafka.client": client,
+                                         "kafka.session_timeout_ms": 6000, "serve.metrics_address": None,
+                                         "serve.batch_size": args.batch_size, "registry.dir": str(registry),
+                                         "serve.threads": args.threads,
+                                         "kafka.group": f"bench-{client}",
+                                         "topics.scores": f"scores-{client}", "topics.alerts": f"alerts-{client}",
+                                         "topics.deadletter": f"dead-{client}"})
+            topic = f"bench-{client}"
+            ensure_topics(cfg.kafka, [cfg.topics.scores, cfg.topics.alerts, cfg.topics.deadletter,
+                                      f"{topic}-pt-out"])
+            fill_topic(cfg, topic, args.records)
+            pt = pass_through(cfg, topic, args.records, args.batch_size)
+            sv = serve(cfg, topic, args.records)
+            results[client] = (pt, sv)
+            print(f"{client:12s} pass-through {pt['rate']:9.0f} rec/s (batch p50 {pt['p50'] * 1e3:6.1f} ms, "
+                  f"p99 {pt['p99'] * 1e3:6.1f} ms) | serve {sv['rate']:9.0f} rec/s (batch p50 "
+                  f"{sv['p50'] * 1e3:6.1f} ms, p99 {sv['p99'] * 1e3:6.1f} ms) | serve/pass-through "
+                  f"{sv['rate'] / pt['rate']:.2f} (target >= 0.5)", flush=True)
+    if {"kafka-python", "confluent"} <= set(results):
+        ratio = results["confluent"][1]["rate"] / results["kafka-python"][1]["rate"]
+        print(f"confluent / kafka-python serve throughput: {ratio:.2f}x (target >= 3)")
+
+
+if __name__ == "__main__":
+    main()

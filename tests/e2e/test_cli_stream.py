@@ -1,0 +1,68 @@
+"""The streaming commands as a user runs them: train from a file and from a topic, the registry."""
+
+import subprocess
+import sys
+
+import orjson
+
+from arnstream.stream.simulator import FlowSimulator
+
+
+def arnstream(*args, timeout=300, env=None):
+    return subprocess.run([sys.executable, "-m", "arnstream.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_train_from_a_file_then_list_promote_and_roll_back(tmp_path):
+    data = tmp_path / "normal.jsonl"
+    records, _ = FlowSimulator(seed=0).batch(3000)
+    data.write_bytes(b"\n".join(orjson.dumps(r) for r in records))
+    registry = str(tmp_path / "registry")
+    for model in ("iforest", "ae"):
+        proc = arnstream("train", "--data", str(data), "--model", model, "--epochs", "2",
+                         "--registry", registry, "--device", "cpu")
+        assert proc.returncode == 0, proc.stderr
+        assert "promoted" in proc.stdout and "threshold" in proc.stdout
+    listing = arnstream("models", "list", "--registry", registry).stdout.splitlines()
+    assert [line[:7] for line in listing] == ["  v0001", "* v0002"]
+    assert "iforest" in listing[0] and "normal.jsonl" in listing[0]
+    proc = arnstream("models", "rollback", "--registry", registry)
+    assert proc.returncode == 0 and "v0001" in proc.stdout
+    assert arnstream("models", "list", "--registry", registry).stdout.startswith("* v0001")
+    proc = arnstream("models", "promote", "v0003", "--registry", registry)
+    assert proc.returncode == 2 and "no model version 'v0003' (known: v0001, v0002)" in proc.stderr
+
+
+def test_train_from_a_topic_reads_the_window_with_progress(tmp_path):
+    from arnstream.config import load_config
+    from arnstream.stream.broker import EmbeddedBroker
+    from arnstream.stream.client import ensure_topics, open_producer
+    from arnstream.stream.simulator import produce
+
+    with EmbeddedBroker() as broker:
+        cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap})
+        ensure_topics(cfg.kafka, ["flows-normal"], partitions=2)
+        producer = open_producer(cfg.kafka)
+        produce(producer, "flows-normal", FlowSimulator(seed=0), total=4000)
+        producer.close()
+        proc = arnstream("train", "--topic", "flows-normal", "--bootstrap-servers", broker.bootstrap,
+                         "--max-records", "3000", "--model", "iforest", "--idle-timeout", "2",
+                         "--registry", str(tmp_path / "reg"))
+    assert proc.returncode == 0, proc.stderr
+    assert "read 3000 records from flows-normal" in proc.stderr
+    assert "model v0001 (iforest, schema flowsim)" in proc.stdout
+
+
+def test_bad_stream_config_names_the_key(tmp_path):
+    # checked before serve waits for a model or a broker
+    proc = arnstream("serve", "--set", "kafka.client=librdkafka", "--registry", str(tmp_path),
+                     "--set", "serve.metrics_address=null", timeout=60)
+    assert proc.returncode == 2 and "config key 'kafka.client'" in proc.stderr
+    proc = arnstream("serve", "--set", "kafka.compression=brotli", "--registry", str(tmp_path),
+                     "--set", "serve.metrics_address=null", timeout=60)
+    assert proc.returncode == 2 and "kafka.compression" in proc.stderr
+    proc = arnstream("train", "--data", str(tmp_path / "nope.jsonl"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    proc = arnstream("serve", "--set", "serve.metrics_address=localhost", "--registry", str(tmp_path),
+                     timeout=60)
+    assert proc.returncode == 2 and "serve.metrics_address" in proc.stderr

@@ -1,0 +1,91 @@
+"""The scoring of a batch of messages, without a broker."""
+
+import numpy as np
+import orjson
+import pytest
+
+from arnstream.models import make_detector
+from arnstream.models.serialization import LoadedArtifact
+from arnstream.stream.client import Message
+from arnstream.stream.scoring import (REASON_HEADER, SOURCE_HEADER, ScoringModel, reason_category,
+                                      score_messages)
+from arnstream.stream.simulator import FlowSimulator
+
+
+@pytest.fixture(scope="module")
+def model():
+    from arnstream.features import RecordEncoder
+    from arnstream.schema import FlowSchema
+
+    records, _ = FlowSimulator(seed=0).batch(3000)
+    enc = RecordEncoder(FlowSchema.load("flowsim")).fit(records)
+    X = enc.transform(records)
+    det = make_detector("iforest", seed=0, n_estimators=50).fit(X)
+    det.calibrate(X, fpr=0.01)
+    art = LoadedArtifact(det, enc.to_dict(), {"feature_profile": {"mean": X.mean(0).tolist(),
+                                                                  "std": X.std(0).tolist()}})
+    return ScoringModel.from_artifact("v0007", art)
+
+
+def _messages(values):
+    return [Message("live", 0, i, v) for i, v in enumerate(values)]
+
+
+def test_scores_alerts_and_ids(model):
+    records, truth = FlowSimulator(seed=3, attacks=("synflood",), attack_fraction=0.3).batch(400)
+    msgs = _messages([orjson.dumps(r) for r in records])
+    result = score_messages(msgs, model, top_k=2)
+    scores = [orjson.loads(o.value) for o in result.outputs if o.topic_key == "scores"]
+    alerts = [orjson.loads(o.value) for o in result.outputs if o.topic_key == "alerts"]
+    assert [d["id"] for d in scores] == [r["flow_id"] for r in records]
+    assert result.n_scored == 400 and result.n_anomalies == len(alerts)
+    assert all(d["model_version"] == "v0007" and len(d["top_features"]) == 2 for d in scores)
+    flagged = {d["id"] for d in scores if d["is_anomaly"]}
+    attacks = {r["flow_id"] for r, t in zip(records, truth) if t != "normal"}
+    assert len(flagged & attacks) >= 0.9 * len(attacks)
+    assert {a["id"] for a in alerts} == flagged and all("record" in a for a in alerts)
+    # a SYN flood is atypical in its flag, error rate and connection counts
+    syn = next(d for d in scores if d["id"] in attacks)
+    assert set(syn["top_features"]) & {"flag", "serror_rate", "count", "srv_count"}
+
+
+def test_a_score_does_not_depend_on_its_batch(model):
+    records, _ = FlowSimulator(seed=4).batch(50)
+    values = [orjson.dumps(r) for r in records]
+    together = score_messages(_messages(values), model).scores
+    alone = np.concatenate([score_messages(_messages([v]), model).scores for v in values])
+    np.testing.assert_allclose(together, alone, atol=1e-9)
+
+
+def test_bad_messages_become_dead_letters_with_reasons_and_original_bytes(model):
+    good, _ = FlowSimulator(seed=5).batch(3)
+    broken = dict(good[0], src_bytes=float("nan"))
+    values = [orjson.dumps(good[0]), b"{oops", b"", orjson.dumps([1]),
+              orjson.dumps({k: v for k, v in good[1].items() if k != "duration"}),
+              orjson.dumps(dict(good[2], service="never-seen-before")),
+              orjson.dumps(broken, option=orjson.OPT_NON_STR_KEYS).replace(b"null", b"NaN")]
+    msgs = _messages(values)
+    result = score_messages(msgs, model)
+    dead = [o for o in result.outputs if o.topic_key == "deadletter"]
+    by_offset = {int(dict(o.headers)[SOURCE_HEADER].decode().rsplit(":", 1)[1]): o for o in dead}
+    assert sorted(by_offset) == [1, 2, 3, 4, 6]
+    assert all(by_offset[i].value == values[i] for i in by_offset)
+    assert b"JSON" in dict(by_offset[1].headers)[REASON_HEADER]
+    assert b"missing" in dict(by_offset[4].headers)[REASON_HEADER]
+    assert result.n_scored == 2  # the unknown service is scored, not rejected
+    assert sorted(result.rejected_reasons) == sorted(["not_json", "empty", "not_object", "missing_field",
+                                                      "not_json"])
+
+
+def test_record_id_falls_back_to_the_kafka_position(model):
+    rec, _ = FlowSimulator(seed=6).batch(1)
+    rec = {k: v for k, v in rec[0].items() if k != "flow_id"}
+    out = score_messages([Message("live", 3, 42, orjson.dumps(rec))], model).outputs
+    assert orjson.loads(out[0].value)["id"] == "live:3:42"
+
+
+@pytest.mark.parametrize("reason,category", [("value is NaN", "not_finite"), ("missing field", "missing_field"),
+                                             ("value -1 is below the minimum 0", "out_of_range"),
+                                             ("not a number: 'x'", "wrong_type"), ("weird", "invalid")])
+def test_reason_categories_are_bounded(reason, category):
+    assert reason_category("f", reason) == category
