@@ -238,15 +238,16 @@ def cmd_broker(args) -> int:
 
 def cmd_simulate(args) -> int:
     from .stream.client import ensure_topics, open_producer
-    from .stream.simulator import FlowSimulator, produce
+    from .stream.simulator import make_simulator, produce
 
     cfg = _stream_config(args)
     topic = args.topic or cfg.topics.live
     attacks = tuple(a for a in (args.attacks or "").split(",") if a)
     try:
-        sim = FlowSimulator(seed=args.seed, attacks=attacks, attack_fraction=args.attack_fraction)
+        sim = make_simulator(cfg.serve.schema, seed=args.seed, attacks=attacks,
+                             attack_fraction=args.attack_fraction, rate=args.rate)
     except ValueError as exc:
-        raise ArnstreamError(f"--attacks: {exc}") from exc
+        raise ArnstreamError(f"--attacks/--schema: {exc}") from exc
     if args.total is None and args.duration is None:
         raise ArnstreamError("give --total N and/or --duration SECONDS")
     ensure_topics(cfg.kafka, [topic], partitions=args.partitions)
@@ -488,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--attacks", default="", help="comma-separated: scan,synflood,bruteforce,exfiltration")
     p.add_argument("--attack-fraction", type=float, default=0.05)
+    p.add_argument("--schema", help="flowsim (aggregated flows, default) or netflow (raw flows)")
     p.add_argument("--partitions", type=int, default=1, help="partitions if the topic is created")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_simulate)
@@ -545,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="default: model.name")
     p.add_argument("--keep-running", action="store_true", help="keep simulating and serving until Ctrl-C")
     p.add_argument("--workdir", default="results/demo", help="registry and logs of the demo")
+    p.add_argument("--schema", help="flowsim (default) or netflow (raw flows with traffic windows)")
     p.add_argument("--metrics-address", help="host:port of /metrics")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)

@@ -1,7 +1,9 @@
 """FlowSchema: the fields of a flow record and their kinds, loaded from YAML.
 
 Kinds: numeric (min-max scaled), categorical (one-hot with an unknown bucket), key (an id,
-never a feature), timestamp (ordering, never a feature), label (ground truth, never a feature).
+never a feature), timestamp (ordering, never a feature), label (ground truth, never a feature),
+attribute (read by a feature step such as the traffic windows, never a feature itself).
+A field marked `derived` is computed by the schema's feature step (`windows:`), not read.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import yaml
 
 from .errors import SchemaError
 
-KINDS = ("numeric", "categorical", "key", "timestamp", "label")
+KINDS = ("numeric", "categorical", "key", "timestamp", "label", "attribute")
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "configs" / "schemas"
 
 
@@ -24,6 +26,7 @@ class Field:
     min: float | None = None  # values below are rejected as absurd
     max: float | None = None  # values above are rejected as absurd
     description: str = ""
+    derived: bool = False  # computed by the schema's feature step, not read from the record
 
     @property
     def is_feature(self) -> bool:
@@ -35,6 +38,7 @@ class FlowSchema:
     name: str
     fields: tuple[Field, ...]
     normal_labels: tuple[str, ...] = field(default=())
+    windows: dict | None = None  # traffic-window settings (features/windows.py), or None
 
     def __post_init__(self):
         names = [f.name for f in self.fields]
@@ -75,16 +79,20 @@ class FlowSchema:
                 d["max"] = f.max
             if f.description:
                 d["description"] = f.description
+            if f.derived:
+                d["derived"] = True
             out["fields"].append(d)
         if self.normal_labels:
             out["normal_labels"] = list(self.normal_labels)
+        if self.windows is not None:
+            out["windows"] = dict(self.windows)
         return out
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "FlowSchema":
         if not isinstance(data, dict):
             raise SchemaError(f"{source}: a schema is a mapping with 'name' and 'fields'")
-        unknown = set(data) - {"name", "fields", "normal_labels", "description"}
+        unknown = set(data) - {"name", "fields", "normal_labels", "description", "windows"}
         if unknown:
             raise SchemaError(f"{source}: unknown key(s) {sorted(unknown)}")
         if "name" not in data or "fields" not in data:
@@ -94,7 +102,7 @@ class FlowSchema:
             where = f"{source}: fields[{i}]"
             if not isinstance(raw, dict) or "name" not in raw or "kind" not in raw:
                 raise SchemaError(f"{where}: each field needs 'name' and 'kind'")
-            extra = set(raw) - {"name", "kind", "min", "max", "description"}
+            extra = set(raw) - {"name", "kind", "min", "max", "description", "derived"}
             if extra:
                 raise SchemaError(f"{where} ('{raw['name']}'): unknown key(s) {sorted(extra)}")
             if raw["kind"] not in KINDS:
@@ -108,12 +116,14 @@ class FlowSchema:
                     min=None if raw.get("min") is None else float(raw["min"]),
                     max=None if raw.get("max") is None else float(raw["max"]),
                     description=str(raw.get("description", "")),
+                    derived=bool(raw.get("derived", False)),
                 )
             )
         return cls(
             name=str(data["name"]),
             fields=tuple(fields),
             normal_labels=tuple(str(v) for v in data.get("normal_labels", ()) or ()),
+            windows=_windows(data.get("windows"), source),
         )
 
     @classmethod
@@ -138,3 +148,19 @@ class FlowSchema:
         if label is not None:
             fields.append(Field(label, "label"))
         return cls(name=name, fields=tuple(fields))
+
+
+def _windows(raw, source: str) -> dict | None:
+    if raw is None:
+        return None
+    known = {"seconds": float, "connections": int, "max_keys": int}
+    if not isinstance(raw, dict) or set(raw) - set(known):
+        raise SchemaError(f"{source}: windows takes {sorted(known)}, got {raw!r}")
+    out = {}
+    for key, kind in known.items():
+        if key in raw:
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise SchemaError(f"{source}: windows.{key} must be a positive number, got {value!r}")
+            out[key] = kind(value)
+    return out

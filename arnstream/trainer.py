@@ -18,6 +18,7 @@ import numpy as np
 from .config import Config
 from .errors import DataError
 from .features import RecordEncoder
+from .features.pipeline import derive
 from .models import make_detector
 from .registry import Registry
 from .schema import FlowSchema
@@ -44,7 +45,7 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
                      promote: bool = True, progress: Callable | None = None) -> TrainResult:
     """Fit encoder + detector on `records` (all treated as normal) and register the result."""
     started = time.monotonic()
-    records = _ordered(records, schema)
+    records, not_windowed = derive(_ordered(records, schema), schema)  # traffic windows, if any
     if len(records) < MIN_RECORDS:
         raise DataError(f"only {len(records)} training records; at least {MIN_RECORDS} are needed")
     rng = np.random.default_rng(seed)
@@ -54,10 +55,10 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
     encoder = RecordEncoder(schema).fit(train)
     batch = encoder.transform_batch(train)
     held_batch = encoder.transform_batch(held)
-    n_rejected = len(batch.rejected) + len(held_batch.rejected)
+    n_rejected = len(batch.rejected) + len(held_batch.rejected) + len(not_windowed)
     if n_rejected:
-        log.warning("%d training records were invalid and skipped; first: %s", n_rejected,
-                    (batch.rejected or held_batch.rejected)[0])
+        first = (batch.rejected or held_batch.rejected or [not_windowed[0]])[0]
+        log.warning("%d training records were invalid and skipped; first: %s", n_rejected, first)
     X, X_hold = batch.X, held_batch.X
     detector = make_detector(cfg.model.name, **{"seed": seed, **params})
     if progress is not None and hasattr(detector, "progress"):

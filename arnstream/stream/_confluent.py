@@ -131,8 +131,9 @@ class Producer:
             self._fatal = str(err)
 
     def _on_delivery(self, err, msg):
+        # msg's accessors raise SystemError on the fatal path: report the error alone
         if err is not None:
-            self._errors.append(f"{msg.topic()}: {err}")
+            self._errors.append(str(err))
 
     def send(self, topic, value, key=None, headers=None):
         while True:
@@ -142,26 +143,36 @@ class Producer:
                 break
             except BufferError:  # local queue full: let librdkafka drain it
                 self._producer.poll(0.05)
-            except KafkaException as exc:
+            except (KafkaException, SystemError) as exc:
                 raise BrokerError(f"send to {topic} failed: {exc}") from exc
         self._sent += 1
 
     def flush(self, timeout_s=30.0):
         deadline = time.monotonic() + timeout_s
-        remaining = self._producer.flush(0.5)
-        while remaining and self._fatal is None and time.monotonic() < deadline:
+        remaining = 1
+        try:
             remaining = self._producer.flush(0.5)
+            while remaining and self._fatal is None and time.monotonic() < deadline:
+                remaining = self._producer.flush(0.5)
+        except (KafkaException, SystemError) as exc:
+            # a producer in a fatal state raises here; confluent-kafka 2.16 even raises a bare
+            # SystemError ("returned NULL without setting an exception") on that path
+            self._fatal = self._fatal or f"{type(exc).__name__}: {exc}"
         if self._fatal is not None:
             self._errors.insert(0, f"fatal producer error: {self._fatal}")
         sent, self._sent = self._sent, 0
         errors, self._errors = self._errors, []
         if remaining or errors:
             detail = errors[0] if errors else "not acknowledged in time"
-            raise BrokerError(f"{len(errors) + remaining} of {sent} records were not written: {detail}")
+            failed = min(sent, len(errors) + remaining) if sent else len(errors) + remaining
+            raise BrokerError(f"{failed} of {sent} records were not written: {detail}")
 
     def close(self):
         if self._fatal is None:
-            self._producer.flush(5)
+            try:
+                self._producer.flush(5)
+            except (KafkaException, SystemError) as exc:
+                log.warning("producer close: %s", exc)
 
 
 def ensure_topics(cfg: KafkaConfig, names, partitions):

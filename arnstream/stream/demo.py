@@ -29,7 +29,7 @@ from ..trainer import detector_params, train_on_records
 from .broker import EmbeddedBroker, free_port
 from .client import ensure_topics, open_producer
 from .serve import Service
-from .simulator import FlowSimulator, produce
+from .simulator import make_simulator, produce
 from .tail import TopicTail
 from .window import read_window
 
@@ -71,8 +71,8 @@ def run_demo(cfg: Config, opts: DemoOptions) -> int:
 
         producer = open_producer(cfg.kafka, client_id="arnstream-demo")
         try:
-            n = produce(producer, t.normal, FlowSimulator(seed=opts.seed, prefix="train"),
-                        total=opts.normal_records)
+            n = produce(producer, t.normal, make_simulator(cfg.serve.schema, seed=opts.seed, prefix="train",
+                                                           rate=opts.rate), total=opts.normal_records)
         finally:
             producer.close()
         _say(f"[2/4] simulated {n} normal flows into {t.normal}; training {cfg.model.name} "
@@ -127,7 +127,8 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
     malformed = [0]
 
     def simulate():
-        sim = FlowSimulator(seed=opts.seed + 1, attacks=opts.attacks, attack_fraction=0.05, prefix="live")
+        sim = make_simulator(cfg.serve.schema, seed=opts.seed + 1, attacks=opts.attacks, attack_fraction=0.05,
+                             rate=opts.rate, prefix="live")
         producer = open_producer(cfg.kafka, client_id="arnstream-demo-sim")
 
         def on_batch(records, labels):
@@ -148,7 +149,7 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
 
     sim_thread = threading.Thread(target=simulate, name="simulate", daemon=True)
     sim_thread.start()
-    _say(f"[3/4] serving {t.live} ({opts.live_partitions} partitions) with attacks "
+    _say(f"[3/4] serving {t.live} (schema {cfg.serve.schema}) ({opts.live_partitions} partitions) with attacks "
          f"{', '.join(opts.attacks)}; metrics on http://{address}/metrics; "
          + ("Ctrl-C stops" if opts.keep_running else f"{opts.live_seconds:.0f}s of live traffic"))
     interrupted = False

@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 
 from ..features import RecordEncoder
+from ..features.pipeline import FeaturePipeline
 from .client import Message
 
 REASON_HEADER = "arnstream-reason"
@@ -48,6 +49,7 @@ class ScoringModel:
         self.field_starts = np.asarray(starts, dtype=np.int64)
         self.field_names = np.asarray(names, dtype=object)
         self.threshold = float(self.detector.threshold_)
+        self.features = FeaturePipeline(self.encoder)  # windows start empty with each model
 
     @classmethod
     def from_artifact(cls, version: str, artifact) -> "ScoringModel":
@@ -122,7 +124,7 @@ def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3)
         except orjson.JSONDecodeError as exc:
             outputs.append(_dead(msg, None, f"not valid JSON: {exc}"))
             reasons.append("not_json")
-    batch = model.encoder.transform_batch(records)
+    batch = model.features.transform_batch(records)
     for rej in batch.rejected:
         msg = messages[kept[rej.row]]
         outputs.append(_dead(msg, rej.field, rej.reason))

@@ -1,9 +1,10 @@
-"""A flow simulator: normal traffic with injected attacks, produced to a topic.
+"""Flow simulators: normal traffic with injected attacks, produced to a topic.
 
 Records follow the `flowsim` schema (per-connection flows already aggregated, as in KDD):
 several services with heavy-tailed (log-normal) sizes, and a diurnal-ish rate (a compressed
 "day" of `day_seconds`, busiest at mid-day). Attacks are port scan, SYN flood, SSH brute
-force and exfiltration. The ground truth travels in a message header (`arnstream-truth`:
+force and exfiltration. `netflow_sim.py` simulates raw flows of a small network for the
+`netflow` schema. The ground truth travels in a message header (`arnstream-truth`:
 "normal" or the attack's name), never in the record, so serve cannot peek at it.
 """
 
@@ -60,6 +61,19 @@ class FlowSimulator:
             records.append(rec)
             self._n += 1
         return records, [truth[i] for i in order.tolist()]
+
+
+def make_simulator(schema: str, *, seed: int = 0, attacks: tuple[str, ...] = (),
+                   attack_fraction: float = 0.05, rate: float = 1000.0, prefix: str = "sim"):
+    """The simulator for a schema: `flowsim` (aggregated flows) or `netflow` (raw flows)."""
+    if schema == "flowsim":
+        return FlowSimulator(seed=seed, attacks=attacks, attack_fraction=attack_fraction, prefix=prefix)
+    if schema == "netflow":
+        from .netflow_sim import NetflowSimulator
+
+        return NetflowSimulator(seed=seed, attacks=attacks, attack_fraction=attack_fraction,
+                                rate=rate if rate > 0 else 1000.0, prefix=prefix)
+    raise ValueError(f"no simulator for schema '{schema}' (flowsim or netflow)")
 
 
 def diurnal_rate(rate: float, t: float, day_seconds: float) -> float:

@@ -7,6 +7,7 @@ tests never see each other's records. Tests that restart the broker start their 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -144,8 +145,9 @@ class ServeThread:
     def _run(self):
         try:
             self.service.run()
-        except BaseException as exc:  # surfaced by the test through .error
+        except BaseException as exc:  # surfaced by the test through .error, and logged now
             self.error = exc
+            logging.getLogger(__name__).exception("serve died")
 
     def __enter__(self):
         self.thread.start()

@@ -238,3 +238,57 @@ def test_metrics_endpoint_reports_what_serve_did(broker, model_registry):
     assert float(lines[f'arnstream_anomalies_total{{topic="{live}"}}']) > 0
     assert float(lines["arnstream_model_version"]) == 1
     assert float(lines["arnstream_serve_up"]) == 1
+
+
+def test_netflow_windows_give_the_same_vectors_and_scores_offline_and_online(broker, tmp_path):
+    """Raw flows: the traffic windows computed while serving equal a replay of the topic."""
+    from arnstream.config import load_config
+    from arnstream.schema import FlowSchema
+    from arnstream.stream.client import open_producer
+    from arnstream.stream.netflow_sim import NetflowSimulator
+    from arnstream.stream.window import read_window
+    from arnstream.features.pipeline import FeaturePipeline
+    from arnstream.trainer import detector_params, train_on_records
+
+    registry = Registry(tmp_path / "registry")
+    train_cfg = load_config(None, {}, {"training.epochs": 3, "training.batch_size": 256, "runtime.device": "cpu"})
+    normal, _ = NetflowSimulator(seed=0, start=1e9).batch(5000)
+    train_on_records(normal, FlowSchema.load("netflow"), train_cfg, detector_params(train_cfg),
+                     registry=registry, source={"test": "netflow"})
+    cfg = make_config(broker.bootstrap, "kafka-python", registry.root, batch_size=700)
+    create_topics(cfg, live_partitions=1)
+    live, _ = NetflowSimulator(seed=1, attacks=("scan", "synflood", "bruteforce"), start=1e9 + 100).batch(4000)
+    online = []
+    scores = Collected(cfg, cfg.topics.scores)
+    try:
+        with ServeThread(cfg) as serve:
+            deadline = time.monotonic() + 30
+            while serve.service.model is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            features = serve.service.model.features
+            transform = features.transform_batch
+
+            def watched(records):  # observe the vectors serve computes, batch by batch
+                batch = transform(records)
+                online.append(batch.X.copy())
+                return batch
+
+            features.transform_batch = watched
+            producer = open_producer(cfg.kafka)
+            for rec in live:
+                producer.send(cfg.topics.live, orjson.dumps(rec), rec["flow_id"].encode())
+            producer.flush()
+            producer.close()
+            got = scores.wait_for(lambda m: len({d["id"] for d in m}) >= 4000, 90, "4000 netflow scores")
+    finally:
+        scores.stop()
+    assert len(online) > 1, "served in one batch: windows across batches are not exercised"
+    window = read_window(cfg.kafka, cfg.topics.live, idle_timeout_s=2.0)
+    model = ScoringModel.from_artifact(registry.current(), registry.load(registry.current()))
+    replay = FeaturePipeline(model.encoder).transform_batch(window.records)
+    np.testing.assert_array_equal(replay.X, np.concatenate(online))
+    served = {d["id"]: d["score"] for d in got}
+    np.testing.assert_allclose(model.detector.score(replay.X),
+                               [served[r["flow_id"]] for r in window.records], rtol=0, atol=1e-6)
+    host_count = model.encoder.feature_names_.index("host_count")
+    assert replay.X[:, host_count].max() > replay.X[:, host_count].min()  # the windows really vary
