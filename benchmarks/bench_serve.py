@@ -11,6 +11,7 @@ Prints records/s, serve/pass-through ratio (target >= 0.5), p50/p99 batch latenc
 confluent/kafka-python serve ratio (target >= 3).
 
     python benchmarks/bench_serve.py [--records 100000] [--batch-size 5000] [--clients kafka-python,confluent]
+                                     [--compression lz4] [--linger-ms 20] [--threads 2]
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=100000)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--clients", default="kafka-python,confluent")
+    ap.add_argument("--compression", default=load_config().kafka.compression, help="producer compression")
+    ap.add_argument("--linger-ms", type=int, default=load_config().kafka.linger_ms)
     ap.add_argument("--threads", type=int, default=load_config().serve.threads, help="torch threads in serve")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -114,7 +117,8 @@ def main() -> None:
             cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap, "kafka.client": client,
                                          "kafka.session_timeout_ms": 6000, "serve.metrics_address": None,
                                          "serve.batch_size": args.batch_size, "registry.dir": str(registry),
-                                         "serve.threads": args.threads,
+                                         "serve.threads": args.threads, "kafka.compression": args.compression,
+                                         "kafka.linger_ms": args.linger_ms,
                                          "kafka.group": f"bench-{client}",
                                          "topics.scores": f"scores-{client}", "topics.alerts": f"alerts-{client}",
                                          "topics.deadletter": f"dead-{client}"})

@@ -66,3 +66,32 @@ def test_bad_stream_config_names_the_key(tmp_path):
     proc = arnstream("serve", "--set", "serve.metrics_address=localhost", "--registry", str(tmp_path),
                      timeout=60)
     assert proc.returncode == 2 and "serve.metrics_address" in proc.stderr
+
+
+def test_broker_command_listens_on_loopback_and_stops_on_sigterm():
+    import signal
+    import socket
+    import time
+
+    from arnstream.stream.broker import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "arnstream.cli", "broker", "--port", str(port)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the broker never listened"
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert f"127.0.0.1:{port}" in proc.stderr.read()
+    with socket.socket() as s:  # the broker process is gone with it
+        assert s.connect_ex(("127.0.0.1", port)) != 0
