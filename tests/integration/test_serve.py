@@ -130,8 +130,9 @@ def test_serve_reconnects_after_a_broker_restart(model_registry, client):
         assert serve.error is None
 
 
-def test_two_serve_processes_split_the_partitions(broker, model_registry, tmp_path):
-    cfg = make_config(broker.bootstrap, "kafka-python", model_registry, batch_size=500)
+@pytest.mark.parametrize("client", CLIENTS)
+def test_two_serve_processes_split_the_partitions(broker, model_registry, tmp_path, client):
+    cfg = make_config(broker.bootstrap, client, model_registry, batch_size=500)
     create_topics(cfg, live_partitions=4)
     procs = [start_serve_process(cfg, tmp_path / f"serve{i}.log") for i in range(2)]
     scores = Collected(cfg, cfg.topics.scores)
@@ -154,12 +155,13 @@ def test_two_serve_processes_split_the_partitions(broker, model_registry, tmp_pa
     assert sum(served) >= 10000
 
 
-def test_a_promoted_model_is_picked_up_without_restart_or_loss(broker, model_registry, tmp_path):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_promoted_model_is_picked_up_without_restart_or_loss(broker, model_registry, tmp_path, client):
     import shutil
 
     registry_dir = tmp_path / "registry"
     shutil.copytree(model_registry, registry_dir)
-    cfg = make_config(broker.bootstrap, "kafka-python", registry_dir)
+    cfg = make_config(broker.bootstrap, client, registry_dir)
     create_topics(cfg)
     registry = Registry(registry_dir)
     first = registry.current()
@@ -185,10 +187,11 @@ def test_a_promoted_model_is_picked_up_without_restart_or_loss(broker, model_reg
     assert serve.metrics.model_reloads._value.get() == 1
 
 
-def test_offline_replay_gives_the_same_vectors_and_scores_as_serving(broker, model_registry):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_offline_replay_gives_the_same_vectors_and_scores_as_serving(broker, model_registry, client):
     from arnstream.stream.window import read_window
 
-    cfg = make_config(broker.bootstrap, "kafka-python", model_registry)
+    cfg = make_config(broker.bootstrap, client, model_registry)
     create_topics(cfg)
     ids = produce_flows(cfg, 3000, attacks=("scan", "bruteforce"))
     scores = Collected(cfg, cfg.topics.scores)
@@ -208,13 +211,14 @@ def test_offline_replay_gives_the_same_vectors_and_scores_as_serving(broker, mod
     np.testing.assert_allclose(offline, online, rtol=0, atol=1e-6)
 
 
-def test_metrics_endpoint_reports_what_serve_did(broker, model_registry):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_metrics_endpoint_reports_what_serve_did(broker, model_registry, client):
     import urllib.request
 
     from arnstream.observability import start_exporter
     from arnstream.stream.broker import free_port
 
-    cfg = make_config(broker.bootstrap, "kafka-python", model_registry)
+    cfg = make_config(broker.bootstrap, client, model_registry)
     create_topics(cfg)
     scores = Collected(cfg, cfg.topics.scores)
     address = f"127.0.0.1:{free_port()}"
@@ -240,7 +244,8 @@ def test_metrics_endpoint_reports_what_serve_did(broker, model_registry):
     assert float(lines["arnstream_serve_up"]) == 1
 
 
-def test_netflow_windows_give_the_same_vectors_and_scores_offline_and_online(broker, tmp_path):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_netflow_windows_give_the_same_vectors_and_scores_offline_and_online(broker, tmp_path, client):
     """Raw flows: the traffic windows computed while serving equal a replay of the topic."""
     from arnstream.config import load_config
     from arnstream.schema import FlowSchema
@@ -255,7 +260,7 @@ def test_netflow_windows_give_the_same_vectors_and_scores_offline_and_online(bro
     normal, _ = NetflowSimulator(seed=0, start=1e9).batch(5000)
     train_on_records(normal, FlowSchema.load("netflow"), train_cfg, detector_params(train_cfg),
                      registry=registry, source={"test": "netflow"})
-    cfg = make_config(broker.bootstrap, "kafka-python", registry.root, batch_size=700)
+    cfg = make_config(broker.bootstrap, client, registry.root, batch_size=700)
     create_topics(cfg, live_partitions=1)
     live, _ = NetflowSimulator(seed=1, attacks=("scan", "synflood", "bruteforce"), start=1e9 + 100).batch(4000)
     online = []
