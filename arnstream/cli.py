@@ -558,8 +558,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:  # the Kafka clients log every connection at INFO
-        logging.getLogger("kafka").setLevel(logging.WARNING)
+    if not args.verbose:  # kafka-python logs every connection, and warns when our scoring holds the GIL
+        logging.getLogger("kafka").setLevel(logging.ERROR)
     try:
         return args.func(args)
     except ArnstreamError as exc:
