@@ -18,11 +18,18 @@ log = logging.getLogger("arnstream")
 # ----------------------------------------------------------------------------- helpers
 
 
+# flag (argparse dest) -> config key; a sub-command that lacks a flag simply has no override
+_FLAG_KEYS = (("device", "runtime.device"), ("threads", "runtime.threads"), ("data_dir", "data.dir"),
+              ("epochs", "training.epochs"), ("batch_size", "training.batch_size"), ("model", "model.name"),
+              ("bootstrap_servers", "kafka.bootstrap_servers"), ("client", "kafka.client"),
+              ("group", "kafka.group"), ("registry", "registry.dir"),
+              ("metrics_address", "serve.metrics_address"), ("schema", "serve.schema"))
+
+
 def _config(args) -> Config:
+    """YAML, then the environment, then --set, then the dedicated flags."""
     overrides = dict(parse_assignment(a) for a in (getattr(args, "set", None) or []))
-    for flag, key in (("device", "runtime.device"), ("threads", "runtime.threads"),
-                      ("data_dir", "data.dir"), ("epochs", "training.epochs"),
-                      ("batch_size", "training.batch_size"), ("model", "model.name")):
+    for flag, key in _FLAG_KEYS:
         value = getattr(args, flag, None)
         if value is not None:
             overrides[key] = value
@@ -189,27 +196,6 @@ def cmd_config_show(args) -> int:
 # ----------------------------------------------------------------------------- streaming
 
 
-def _kafka_overrides(args, overrides: dict) -> None:
-    for flag, key in (("bootstrap_servers", "kafka.bootstrap_servers"), ("client", "kafka.client"),
-                      ("group", "kafka.group"), ("registry", "registry.dir"),
-                      ("metrics_address", "serve.metrics_address"), ("schema", "serve.schema")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = value
-
-
-def _stream_config(args) -> Config:
-    overrides = dict(parse_assignment(a) for a in (getattr(args, "set", None) or []))
-    for flag, key in (("device", "runtime.device"), ("threads", "runtime.threads"),
-                      ("epochs", "training.epochs"), ("batch_size", "training.batch_size"),
-                      ("model", "model.name")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = value
-    _kafka_overrides(args, overrides)
-    return load_config(getattr(args, "config", None), os.environ, overrides)
-
-
 def _registry(cfg: Config):
     from .registry import Registry
 
@@ -240,7 +226,7 @@ def cmd_simulate(args) -> int:
     from .stream.client import ensure_topics, open_producer
     from .stream.simulator import make_simulator, produce
 
-    cfg = _stream_config(args)
+    cfg = _config(args)
     topic = args.topic or cfg.topics.live
     attacks = tuple(a for a in (args.attacks or "").split(",") if a)
     try:
@@ -299,7 +285,7 @@ def cmd_train(args) -> int:
     from .stream.window import parse_time, read_window
     from .trainer import train_on_records
 
-    cfg = _stream_config(args)
+    cfg = _config(args)
     _apply_runtime(cfg)
     schema = FlowSchema.load(cfg.serve.schema)
     if args.data:
@@ -350,7 +336,7 @@ def cmd_serve(args) -> int:
     from .stream.client import ensure_topics
     from .stream.serve import Service
 
-    cfg = _stream_config(args)
+    cfg = _config(args)
     topic = args.topic or cfg.topics.live
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -373,7 +359,7 @@ def cmd_serve(args) -> int:
 def cmd_models(args) -> int:
     import datetime as dt
 
-    cfg = _stream_config(args)
+    cfg = _config(args)
     registry = _registry(cfg)
     if args.models_command == "promote":
         registry.promote(args.version)
@@ -402,7 +388,7 @@ def cmd_models(args) -> int:
 def cmd_demo(args) -> int:
     from .stream.demo import DemoOptions, run_demo
 
-    cfg = _stream_config(args)
+    cfg = _config(args)
     _apply_runtime(cfg)
     opts = DemoOptions(normal_records=args.normal_records, live_seconds=args.live_seconds, rate=args.rate,
                        attacks=tuple(a for a in args.attacks.split(",") if a), epochs=args.epochs,

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .simulator import check_attacks
+
 ATTACKS = ("scan", "synflood", "bruteforce", "exfiltration")
 BURST = {"scan": 60, "synflood": 120, "bruteforce": 40, "exfiltration": 3}
 
@@ -38,9 +40,7 @@ class NetflowSimulator:
     _n: int = field(default=0, init=False)
 
     def __post_init__(self):
-        unknown = set(self.attacks) - set(ATTACKS)
-        if unknown:
-            raise ValueError(f"unknown attack(s) {sorted(unknown)}; known: {', '.join(ATTACKS)}")
+        check_attacks(self.attacks, ATTACKS)
         self._rng = np.random.default_rng(self.seed)
         self._clock = time.time() if self.start is None else self.start
 

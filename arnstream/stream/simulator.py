@@ -34,9 +34,7 @@ class FlowSimulator:
     _n: int = field(default=0, init=False)
 
     def __post_init__(self):
-        unknown = set(self.attacks) - set(ATTACKS)
-        if unknown:
-            raise ValueError(f"unknown attack(s) {sorted(unknown)}; known: {', '.join(ATTACKS)}")
+        check_attacks(self.attacks, ATTACKS)
         self._rng = np.random.default_rng(self.seed)
 
     def batch(self, n: int, ts: float | None = None) -> tuple[list[dict], list[str]]:
@@ -61,6 +59,12 @@ class FlowSimulator:
             records.append(rec)
             self._n += 1
         return records, [truth[i] for i in order.tolist()]
+
+
+def check_attacks(attacks, known) -> None:
+    unknown = set(attacks) - set(known)
+    if unknown:
+        raise ValueError(f"unknown attack(s) {sorted(unknown)}; known: {', '.join(known)}")
 
 
 def make_simulator(schema: str, *, seed: int = 0, attacks: tuple[str, ...] = (),
