@@ -77,6 +77,7 @@ class Service:
         self.stats = ServeStats()
         self.drift = ScoreDriftMonitor(cfg.serve.drift_delta)
         self._last_check = 0.0
+        self._unloadable: str | None = None
         self._committed: dict[tuple[str, int], int] = {}
         self._topics = {"scores": cfg.topics.scores, "alerts": cfg.topics.alerts,
                         "deadletter": cfg.topics.deadletter}
@@ -89,8 +90,8 @@ class Service:
             if self.maybe_reload(force=True):
                 return True
             if time.monotonic() - announced >= self.cfg.serve.wait_for_model_s:
-                log.info("no model promoted in %s yet; waiting (run `arnstream train`); "
-                         "nothing is consumed meanwhile", self.registry.root)
+                log.info("no loadable model promoted in %s yet; waiting (run `arnstream train` or "
+                         "`arnstream models promote`); nothing is consumed meanwhile", self.registry.root)
                 announced = time.monotonic()
             self.stop.wait(0.5)
         return False
@@ -101,11 +102,12 @@ class Service:
             return False
         self._last_check = now
         name = self.registry.current()
-        if name is None or (self.model is not None and self.model.version == name):
+        if name is None or name == self._unloadable or (self.model is not None and self.model.version == name):
             return False
         try:
             model = ScoringModel.from_artifact(name, self.registry.load(name))
         except ArnstreamError as exc:  # a broken promotion must not take the service down
+            self._unloadable = name  # said once; tried again when another version is promoted
             log.error("cannot load promoted model %s, keeping %s: %s", name,
                       self.model.version if self.model else "none", exc)
             return False

@@ -59,3 +59,33 @@ def test_drift_monitor_fires_on_a_shift_of_the_score_distribution():
     mon = ScoreDriftMonitor(delta=0.002)
     assert not any(mon.update(rng.normal(0.1, 0.02, 500)) for _ in range(20))
     assert any(mon.update(rng.normal(0.6, 0.02, 500)) for _ in range(5))
+
+
+def test_serve_keeps_its_model_when_a_broken_version_is_promoted(tmp_path, caplog):
+    """A corrupt promotion is logged once and ignored; the next good promotion is picked up."""
+    import json
+
+    from arnstream.config import load_config
+    from arnstream.registry import Registry
+    from arnstream.schema import FlowSchema
+    from arnstream.stream.serve import Service
+    from arnstream.trainer import detector_params, train_on_records
+
+    cfg = load_config(None, {}, {"model.name": "iforest", "registry.dir": str(tmp_path),
+                                 "serve.metrics_address": None})
+    records, _ = FlowSimulator(seed=0).batch(1000)
+    reg = Registry(tmp_path)
+    for _ in range(3):
+        train_on_records(records, FlowSchema.load("flowsim"), cfg, detector_params(cfg), registry=reg,
+                         source={}, promote=False)
+    reg.promote("v0001")
+    service = Service(cfg, reg)
+    assert service.maybe_reload(force=True) and service.model.version == "v0001"
+    envelope = reg.artifact_path("v0002") / "detector.json"
+    envelope.write_text(json.dumps({**json.loads(envelope.read_text()), "threshold": 0.0}))
+    reg.promote("v0002")
+    assert not service.maybe_reload(force=True) and not service.maybe_reload(force=True)
+    assert service.model.version == "v0001"
+    assert sum("cannot load promoted model v0002" in r.message for r in caplog.records) == 1
+    reg.promote("v0003")
+    assert service.maybe_reload(force=True) and service.model.version == "v0003"
