@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,14 +28,14 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _model import trained_registry  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 from arnstream.config import load_config  # noqa: E402
 from arnstream.registry import Registry  # noqa: E402
-from arnstream.schema import FlowSchema  # noqa: E402
 from arnstream.stream.broker import EmbeddedBroker  # noqa: E402
 from arnstream.stream.client import ensure_topics, open_consumer, open_producer  # noqa: E402
 from arnstream.stream.serve import Service  # noqa: E402
 from arnstream.stream.simulator import FlowSimulator  # noqa: E402
-from arnstream.trainer import detector_params, train_on_records  # noqa: E402
 
 
 def fill_topic(cfg, topic: str, n: int) -> None:
@@ -105,12 +104,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=load_config().serve.threads, help="torch threads in serve")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    registry = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    base = load_config(None, {}, {"training.epochs": 5, "training.batch_size": 256, "runtime.device": "cpu",
-                                  "registry.dir": str(registry)})
-    records, _ = FlowSimulator(seed=0).batch(10000)
-    train_on_records(records, FlowSchema.load("flowsim"), base, detector_params(base),
-                     registry=Registry(registry), source={"bench": "serve"})
+    registry = trained_registry("serve", epochs=5)
     results = {}
     with EmbeddedBroker() as broker:
         for client in args.clients.split(","):

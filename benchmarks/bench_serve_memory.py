@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,14 +21,14 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _model import trained_registry  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 from arnstream.config import load_config  # noqa: E402
 from arnstream.registry import Registry  # noqa: E402
-from arnstream.schema import FlowSchema  # noqa: E402
 from arnstream.stream.broker import EmbeddedBroker  # noqa: E402
 from arnstream.stream.client import ensure_topics, open_producer  # noqa: E402
 from arnstream.stream.serve import Service  # noqa: E402
 from arnstream.stream.simulator import FlowSimulator  # noqa: E402
-from arnstream.trainer import detector_params, train_on_records  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -45,12 +44,7 @@ def main() -> None:
     ap.add_argument("--client", default="confluent")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    registry = Path(tempfile.mkdtemp(prefix="bench-mem-"))
-    base = load_config(None, {}, {"training.epochs": 3, "training.batch_size": 256, "runtime.device": "cpu",
-                                  "registry.dir": str(registry)})
-    records, _ = FlowSimulator(seed=0).batch(10000)
-    train_on_records(records, FlowSchema.load("flowsim"), base, detector_params(base),
-                     registry=Registry(registry), source={"bench": "memory"})
+    registry = trained_registry("memory", epochs=3)
     checkpoints = sorted({min(100_000, args.records), args.records // 4, args.records // 2, args.records})
     with EmbeddedBroker() as broker:
         cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap, "kafka.client": args.client,

@@ -66,6 +66,14 @@ def open_consumer(cfg: KafkaConfig, topics: list[str] | None, group: str | None,
                                   partitions=partitions, client_id=client_id)
 
 
+def open_reader(cfg: KafkaConfig, topic: str, client_id: str = "arnstream-reader") -> Consumer:
+    """Every partition of `topic` from its beginning, without a group (nothing is committed)."""
+    partitions = list_partitions(cfg, topic)
+    if not partitions:
+        raise BrokerError(f"topic '{topic}' does not exist on {cfg.bootstrap_servers}")
+    return open_consumer(cfg, None, None, partitions=[(topic, p) for p in partitions], client_id=client_id)
+
+
 def open_producer(cfg: KafkaConfig, client_id: str = "arnstream") -> Producer:
     return _backend(cfg).Producer(cfg, client_id=client_id)
 
@@ -111,4 +119,4 @@ def check_compression(cfg: KafkaConfig) -> str | None:
 
 
 __all__ = ["BrokerError", "CLIENTS", "Consumer", "Message", "Producer", "ensure_topics",
-           "list_partitions", "open_consumer", "open_producer"]
+           "list_partitions", "open_consumer", "open_producer", "open_reader"]

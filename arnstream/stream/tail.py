@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 
 from ..config import KafkaConfig
-from .client import Message, list_partitions, open_consumer
+from .client import Message, open_reader
 
 
 class TopicTail:
@@ -25,9 +25,7 @@ class TopicTail:
 
     def _run(self) -> None:
         try:
-            partitions = list_partitions(self.cfg, self.topic)
-            consumer = open_consumer(self.cfg, None, None, partitions=[(self.topic, p) for p in partitions],
-                                     client_id=f"arnstream-tail-{self.topic}")
+            consumer = open_reader(self.cfg, self.topic, client_id=f"arnstream-tail-{self.topic}")
             try:
                 while not self._stop.is_set():
                     for msg in consumer.poll_batch(10000, 200):

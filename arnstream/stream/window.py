@@ -15,8 +15,8 @@ from datetime import datetime
 import orjson
 
 from ..config import KafkaConfig
-from ..errors import BrokerError, ConfigError
-from .client import list_partitions, open_consumer
+from ..errors import ConfigError
+from .client import open_reader
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,7 @@ def parse_time(text: str | None, flag: str) -> float | None:
 def read_window(cfg: KafkaConfig, topic: str, *, max_records: int | None = None,
                 from_ts: float | None = None, to_ts: float | None = None, timestamp_field: str | None = None,
                 idle_timeout_s: float = 5.0, on_progress: Callable[[Window], None] | None = None) -> Window:
-    partitions = list_partitions(cfg, topic)
-    if not partitions:
-        raise BrokerError(f"topic '{topic}' does not exist on {cfg.bootstrap_servers}")
-    consumer = open_consumer(cfg, None, None, partitions=[(topic, p) for p in partitions],
-                             client_id="arnstream-train")
+    consumer = open_reader(cfg, topic, client_id="arnstream-train")
     window = Window()
     last_data = time.monotonic()
     try:

@@ -23,7 +23,7 @@ from arnstream.config import load_config
 from arnstream.registry import Registry
 from arnstream.stream.broker import EmbeddedBroker
 from arnstream.stream.client import ensure_topics, open_producer
-from arnstream.stream.simulator import TRUTH_HEADER, FlowSimulator
+from arnstream.stream.simulator import FlowSimulator, produce
 from arnstream.stream.tail import TopicTail
 
 CLIENTS = ["kafka-python", "confluent"]
@@ -72,17 +72,10 @@ def produce_flows(cfg, n: int, *, seed: int = 1, attacks=(), prefix: str = "rec"
     """n simulated records into the live topic; returns their ids in order."""
     sim = FlowSimulator(seed=seed, attacks=tuple(attacks), prefix=prefix)
     producer = open_producer(cfg.kafka)
-    ids = []
+    ids: list[str] = []
     try:
-        done = 0
-        while done < n:
-            records, truth = sim.batch(min(5000, n - done))
-            for rec, label in zip(records, truth):
-                producer.send(cfg.topics.live, orjson.dumps(rec), rec["flow_id"].encode(),
-                              [(TRUTH_HEADER, label.encode())])
-                ids.append(rec["flow_id"])
-            producer.flush()
-            done += len(records)
+        produce(producer, cfg.topics.live, sim, total=n,
+                on_batch=lambda records, _: ids.extend(r["flow_id"] for r in records))
     finally:
         producer.close()
     return ids
