@@ -332,15 +332,17 @@ def cmd_serve(args) -> int:
     import signal
     import threading
 
+    # first: a SIGTERM while the libraries load must also end in a clean exit
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
     from .observability import ServeMetrics, start_exporter
     from .stream.client import ensure_topics
     from .stream.serve import Service
 
     cfg = _config(args)
     topic = args.topic or cfg.topics.live
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     metrics = ServeMetrics()
     server = start_exporter(cfg.serve.metrics_address, metrics.registry)
     if args.create_topics:

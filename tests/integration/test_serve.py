@@ -93,8 +93,12 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_stay_within_one_batch(
         proc.wait(10)
         at_kill = len(scores.snapshot())
         assert at_kill < 20000, "serve finished before it was killed: the test proves nothing"
-        proc = start_serve_process(cfg, tmp_path / "serve.log")
+        log = tmp_path / "serve.log"
+        proc = start_serve_process(cfg, log)
         got = scores.wait_for(lambda m: {d["id"] for d in m} >= set(ids), 180, "every id after the restart")
+        deadline = time.monotonic() + 60  # SIGTERM the restarted process once it is serving
+        while log.read_text().count("serving ") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
