@@ -23,7 +23,8 @@ _FLAG_KEYS = (("device", "runtime.device"), ("threads", "runtime.threads"), ("da
               ("epochs", "training.epochs"), ("batch_size", "training.batch_size"), ("model", "model.name"),
               ("bootstrap_servers", "kafka.bootstrap_servers"), ("client", "kafka.client"),
               ("group", "kafka.group"), ("registry", "registry.dir"),
-              ("metrics_address", "serve.metrics_address"), ("schema", "serve.schema"))
+              ("metrics_address", "serve.metrics_address"), ("schema", "serve.schema"),
+              ("store", "feedback.store"))
 
 
 def _config(args) -> Config:
@@ -348,6 +349,7 @@ def cmd_serve(args) -> int:
     if args.create_topics:
         t = cfg.topics
         ensure_topics(cfg.kafka, [topic, t.scores, t.alerts, t.deadletter], partitions=args.partitions)
+        ensure_topics(cfg.kafka, [t.labels])
     try:
         stats = Service(cfg, _registry(cfg), metrics, topic=topic, stop=stop).run()
     finally:
@@ -385,6 +387,62 @@ def cmd_models(args) -> int:
               f"schema {c.get('schema', '?'):8s} rows {c.get('training_rows', '?'):>7}  "
               f"threshold {c.get('threshold', float('nan')):.6g}  from {origin}")
     return 0
+
+
+def cmd_label(args) -> int:
+    import getpass
+
+    from .feedback import make_label, read_label_csv
+    from .stream.client import open_producer
+
+    cfg = _config(args)
+    analyst = args.analyst or os.environ.get("USER") or getpass.getuser()
+    if args.file:
+        if args.record_id or args.anomaly or args.normal:
+            raise ArnstreamError("label: give either --file or RECORD_ID with --anomaly/--normal, not both")
+        labels = read_label_csv(args.file, analyst)
+    else:
+        if not args.record_id or args.anomaly == args.normal:
+            raise ArnstreamError("label: give RECORD_ID and exactly one of --anomaly / --normal (or --file)")
+        labels = [make_label(args.record_id, "anomaly" if args.anomaly else "normal", analyst, note=args.note)]
+    topic = args.topic or cfg.topics.labels
+    producer = open_producer(cfg.kafka, client_id="arnstream-label")
+    try:
+        for label in labels:
+            producer.send(topic, label.to_json(), key=label.record_id.encode())
+        producer.flush(cfg.serve.output_timeout_s)
+    finally:
+        producer.close()
+    kinds = {k: sum(1 for x in labels if x.label == k) for k in ("anomaly", "normal")}
+    print(f"sent {len(labels)} label(s) to {topic} ({kinds['anomaly']} anomaly, {kinds['normal']} normal) "
+          f"as {analyst}")
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from .feedback.retrain import retrain
+    from .stream.feedback import open_store
+
+    cfg = _config(args)
+    _apply_runtime(cfg)
+    if not Path(cfg.feedback.store).is_file():
+        raise ArnstreamError(f"no feedback store at {cfg.feedback.store} (feedback.store): serve writes it "
+                             "while it scores; labels join records there")
+    store = open_store(cfg)
+    try:
+        counts = store.label_counts()
+        print(f"feedback store {cfg.feedback.store}: {store.count_scored()} scored records, "
+              f"{counts['anomaly']} anomaly and {counts['normal']} normal labels", file=sys.stderr)
+        epochs = cfg.retrain.epochs or cfg.training.epochs
+        show_epoch = _progress_printer(epochs, 1)
+        outcome = retrain(cfg, store, _registry(cfg), trigger="manual", seed=args.seed,
+                          progress=lambda record: show_epoch(0, record))
+    finally:
+        store.close()
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"retrain: {outcome.outcome}: {outcome.detail} ({outcome.seconds:.1f}s)")
+    return 0 if outcome.outcome in ("promoted", "rejected", "skipped") else 1
 
 
 def cmd_demo(args) -> int:
@@ -475,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1000.0, help="mean records per second (0 = as fast as possible)")
     p.add_argument("--total", type=int, help="stop after this many records")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--attacks", default="", help="comma-separated: scan,synflood,bruteforce,exfiltration")
+    p.add_argument("--attacks", default="", help="comma-separated: scan,synflood,bruteforce,exfiltration (flowsim also: beacon)")
     p.add_argument("--attack-fraction", type=float, default=0.05)
     p.add_argument("--schema", help="flowsim (aggregated flows, default) or netflow (raw flows)")
     p.add_argument("--partitions", type=int, default=1, help="partitions if the topic is created")
@@ -509,9 +567,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", help="consumer group (kafka.group)")
     p.add_argument("--registry", help="model registry directory (registry.dir)")
     p.add_argument("--metrics-address", help="host:port of /metrics ('' = off)")
+    p.add_argument("--store", help="feedback store (feedback.store)")
     p.add_argument("--create-topics", action="store_true", help="create missing topics (development)")
     p.add_argument("--partitions", type=int, default=1)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("label", help="send analyst labels (anomaly / normal) for scored records")
+    common(p)
+    kafka_flags(p)
+    p.add_argument("record_id", nargs="?", help="the id in flows-scores")
+    p.add_argument("--anomaly", action="store_true", help="it really was an attack")
+    p.add_argument("--normal", action="store_true", help="false alarm / normal traffic")
+    p.add_argument("--note", help="free text kept with the label")
+    p.add_argument("--analyst", help="who labels (default: $USER)")
+    p.add_argument("--file", help="CSV with a header: record_id,label[,analyst][,at][,note]")
+    p.add_argument("--topic", help="default: topics.labels")
+    p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("retrain", help="retrain now from the feedback store; the validation gate decides")
+    common(p)
+    p.add_argument("--store", help="feedback store (feedback.store)")
+    p.add_argument("--registry", help="model registry directory (registry.dir)")
+    p.add_argument("--epochs", type=int, help="default: retrain.epochs, else training.epochs")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("models", help="the model registry")
     msub = p.add_subparsers(dest="models_command", required=True)

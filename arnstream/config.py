@@ -101,6 +101,29 @@ class RegistryConfig:
 
 
 @dataclass
+class FeedbackConfig:
+    enabled: bool = True  # serve keeps scored records and reads analyst labels
+    store: str = "feedback/store.sqlite3"  # SQLite file; replicas on one host share it
+    max_age_s: float = 7 * 86400.0  # scored records older than this are evicted
+    max_records: int = 500_000  # and the oldest beyond this many
+    maintain_interval_s: float = 30.0  # how often eviction runs (and the retrain policy is checked)
+
+
+@dataclass
+class RetrainConfig:
+    every_s: float | None = None  # retrain this often (null = not on a timer)
+    after_labels: int | None = 50  # ... or once this many new or changed labels arrived (null = never)
+    min_anomaly_labels: int = 3  # fewer labelled anomalies than this: nothing to learn, skipped
+    normal_window: int = 50_000  # most recent unflagged records used as training normals
+    gate_fraction: float = 0.3  # share of labels (by record id) kept out of training for the gate
+    auc_tolerance: float = 0.01  # candidate AUC / AUPRC may trail the current model by this much
+    fpr_tolerance: float = 0.005  # extra alert rate on recent unflagged traffic the candidate may add
+    weak_weight: float = 5.0  # loss weight of labelled anomalies (eq. 4)
+    confirmed_normal_repeat: int = 10  # analyst-confirmed normals count this many times
+    epochs: int | None = None  # null = training.epochs
+
+
+@dataclass
 class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -110,6 +133,8 @@ class Config:
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def data_dir(self) -> Path:
         return Path(self.data.dir) if self.data.dir else (REPO_ROOT.parent / "shared" / "data")

@@ -51,6 +51,19 @@ class ServeMetrics:
         self.retrain = Counter("arnstream_retrain_total", "Retraining runs by outcome", ["outcome"],
                                registry=r)
         self.up = Gauge("arnstream_serve_up", "1 while the scoring loop runs", registry=r)
+        # feedback: analyst labels, the store that joins them, retraining and its gate
+        self.labels = Counter("arnstream_labels_total", "Analyst labels read, by outcome (new, replaced, "
+                              "duplicate, outdated, rejected)", ["outcome"], registry=r)
+        self.store_records = Gauge("arnstream_store_records", "Scored records kept for labels to join",
+                                   registry=r)
+        self.store_evicted = Counter("arnstream_store_evicted_total", "Scored records evicted from the "
+                                     "feedback store, by reason (age, size)", ["reason"], registry=r)
+        self.store_failures = Counter("arnstream_store_write_failures_total", "Batches whose scored "
+                                      "records could not be written to the feedback store", registry=r)
+        self.gate_auc = Gauge("arnstream_retrain_gate_auc", "AUC on held-out labelled feedback at the last "
+                              "gate decision", ["model"], registry=r)
+        self.retrain_seconds = Gauge("arnstream_retrain_last_seconds", "Duration of the last retraining",
+                                     registry=r)
 
 
 def start_exporter(address: str, registry: CollectorRegistry):

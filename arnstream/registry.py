@@ -72,6 +72,11 @@ class Registry:
         os.replace(tmp, self.root / "CURRENT")
         self._log({"event": reason, "version": name, "previous": previous})
 
+    def log_event(self, event: dict) -> None:
+        """Keep a decision (e.g. a retraining's gate numbers) in the history next to promotions."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._log(event)
+
     def rollback(self) -> str:
         """Promote the version that was current before the present one."""
         current = self.current()

@@ -42,10 +42,21 @@ class TrainResult:
 
 def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, params: dict, *,
                      registry: Registry, source: dict, seed: int = 0, holdout: float = 0.1,
-                     promote: bool = True, progress: Callable | None = None) -> TrainResult:
-    """Fit encoder + detector on `records` (all treated as normal) and register the result."""
+                     promote: bool = True, progress: Callable | None = None,
+                     anomalies: Sequence[dict] = (), derived: bool = False,
+                     card_extra: dict | None = None) -> TrainResult:
+    """Fit encoder + detector on `records` (normal traffic) and register the result.
+
+    anomalies: analyst-labelled anomalous records, used as eq. 4 prescribes (the encoder is
+    still fitted on normals only, and the threshold calibrated on held-out normals).
+    derived: the records already carry their window features (the feedback store keeps them
+    so); otherwise the schema's traffic windows are replayed over them in timestamp order.
+    """
     started = time.monotonic()
-    records, not_windowed = derive(_ordered(records, schema), schema)  # traffic windows, if any
+    if derived:
+        records, not_windowed = [r for r in records if isinstance(r, dict)], []
+    else:
+        records, not_windowed = derive(_ordered(records, schema), schema)  # traffic windows, if any
     if len(records) < MIN_RECORDS:
         raise DataError(f"only {len(records)} training records; at least {MIN_RECORDS} are needed")
     rng = np.random.default_rng(seed)
@@ -60,11 +71,13 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
         first = (batch.rejected or held_batch.rejected or [not_windowed[0]])[0]
         log.warning("%d training records were invalid and skipped; first: %s", n_rejected, first)
     X, X_hold = batch.X, held_batch.X
+    X_anom = encoder.transform_batch(list(anomalies)).X if len(anomalies) else X[:0]
     detector = make_detector(cfg.model.name, **{"seed": seed, **params})
     if progress is not None and hasattr(detector, "progress"):
         detector.progress = progress
     groups = [(g.start, g.stop) for g in encoder.categorical_groups_]
-    detector.fit(X, feature_groups=groups, X_val=X_hold)
+    y = np.r_[np.zeros(len(X)), np.ones(len(X_anom))].astype(np.int8) if len(X_anom) else None
+    detector.fit(np.vstack([X, X_anom]) if len(X_anom) else X, y, feature_groups=groups, X_val=X_hold)
     threshold = detector.calibrate(X_hold, fpr=cfg.training.target_fpr)
     holdout_fpr = float((detector.score(X_hold) > threshold).mean())
     metadata = {"model": cfg.model.name, "schema": schema.name, "seed": seed, "source": source,
@@ -73,7 +86,8 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
     card = {"model": cfg.model.name, "schema": schema.name, "source": source,
             "training_rows": int(len(X)), "holdout_rows": int(len(X_hold)), "threshold": threshold,
             "target_fpr": cfg.training.target_fpr, "holdout_fpr": holdout_fpr,
-            "seconds": round(time.monotonic() - started, 2)}
+            "labelled_anomalies": int(len(X_anom)), "seconds": round(time.monotonic() - started, 2),
+            **(card_extra or {})}
     version = registry.add(detector, encoder_state=encoder.to_dict(), metadata=metadata, card=card)
     if promote:
         registry.promote(version)

@@ -8,17 +8,21 @@ flow records (JSON, 2 partitions):
                 scores + alerts out, commit) with a really trained ARN.
 Throughput is counted from the first batch to the last (the group join is excluded).
 Prints records/s, serve/pass-through ratio (target >= 0.5), p50/p99 batch latency, and
-confluent/kafka-python serve ratio (target >= 3).
+confluent/kafka-python serve ratio (target >= 3). Serve runs with the feedback store on (the
+default: every scored record kept in SQLite for analyst labels) and, with `--feedback both`,
+once more without it on a new consumer group, to print what the store costs.
 
     python benchmarks/bench_serve.py [--records 100000] [--batch-size 5000] [--clients kafka-python,confluent]
-                                     [--compression lz4] [--linger-ms 20] [--threads 2]
+                                     [--compression lz4] [--linger-ms 20] [--threads 2] [--feedback both|on]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -102,10 +106,13 @@ def main() -> None:
     ap.add_argument("--compression", default=load_config().kafka.compression, help="producer compression")
     ap.add_argument("--linger-ms", type=int, default=load_config().kafka.linger_ms)
     ap.add_argument("--threads", type=int, default=load_config().serve.threads, help="torch threads in serve")
+    ap.add_argument("--feedback", choices=["both", "on"], default="both",
+                    help="also measure serve without the feedback store")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     registry = trained_registry("serve", epochs=5)
     results = {}
+    scratch = tempfile.TemporaryDirectory(prefix="bench-serve-")
     with EmbeddedBroker() as broker:
         for client in args.clients.split(","):
             cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap, "kafka.client": client,
@@ -115,7 +122,9 @@ def main() -> None:
                                          "kafka.linger_ms": args.linger_ms,
                                          "kafka.group": f"bench-{client}",
                                          "topics.scores": f"scores-{client}", "topics.alerts": f"alerts-{client}",
-                                         "topics.deadletter": f"dead-{client}"})
+                                         "topics.deadletter": f"dead-{client}",
+                                         "topics.labels": f"labels-{client}",
+                                         "feedback.store": f"{scratch.name}/{client}.sqlite3"})
             topic = f"bench-{client}"
             ensure_topics(cfg.kafka, [cfg.topics.scores, cfg.topics.alerts, cfg.topics.deadletter,
                                       f"{topic}-pt-out"])
@@ -127,9 +136,16 @@ def main() -> None:
                   f"p99 {pt['p99'] * 1e3:6.1f} ms) | serve {sv['rate']:9.0f} rec/s (batch p50 "
                   f"{sv['p50'] * 1e3:6.1f} ms, p99 {sv['p99'] * 1e3:6.1f} ms) | serve/pass-through "
                   f"{sv['rate'] / pt['rate']:.2f} (target >= 0.5)", flush=True)
+            if args.feedback == "both":
+                off = dataclasses.replace(cfg, kafka=dataclasses.replace(cfg.kafka, group=f"bench-{client}-nofb"),
+                                          feedback=dataclasses.replace(cfg.feedback, enabled=False))
+                bare = serve(off, topic, args.records)
+                print(f"{client:12s} serve without the feedback store {bare['rate']:9.0f} rec/s (batch p50 "
+                      f"{bare['p50'] * 1e3:6.1f} ms) | with / without {sv['rate'] / bare['rate']:.2f}", flush=True)
     if {"kafka-python", "confluent"} <= set(results):
         ratio = results["confluent"][1]["rate"] / results["kafka-python"][1]["rate"]
         print(f"confluent / kafka-python serve throughput: {ratio:.2f}x (target >= 3)")
+    scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 Normal traffic mixes a few services with heavy-tailed (log-normal) sizes; attacks are the
 classic shapes (port scan, SYN flood, SSH brute force, exfiltration). Used by the demo's
 default evaluation and by the tests; it needs no file.
+
+`beacon` (command-and-control check-ins: small fixed-size HTTPS exchanges) is kept out of the
+default set on purpose: every value lies inside normal ranges, so an unsupervised model
+misses it. It is the attack the feedback loop's tests teach with analyst labels.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from ..schema import FlowSchema
 from .dataset import Dataset
 
 ATTACKS = ("scan", "synflood", "bruteforce", "exfiltration")
+SUBTLE_ATTACKS = ("beacon",)
+KNOWN_ATTACKS = ATTACKS + SUBTLE_ATTACKS
 
 # service: (protocol, mean log src_bytes, mean log dst_bytes, mean duration s, share)
 _SERVICES = {
@@ -96,8 +102,19 @@ def attack_flows(rng: np.random.Generator, kind: str, n: int) -> dict:
         rec["dst_bytes"] = np.round(rng.lognormal(5, 0.5, n))
         rec["duration"] = rng.uniform(30, 300, n)
         rec["packets"] = np.round(rec["src_bytes"] / 1200)
+    elif kind == "beacon":
+        rec["service"] = np.full(n, "https", dtype=object)
+        rec["protocol"] = np.full(n, "tcp", dtype=object)
+        rec["flag"] = np.full(n, "SF", dtype=object)
+        rec["src_bytes"] = np.round(rng.normal(420, 20, n))
+        rec["dst_bytes"] = np.round(rng.normal(900, 40, n))
+        rec["duration"] = rng.uniform(0.2, 0.4, n)
+        rec["count"] = rng.integers(1, 3, n).astype(float)
+        rec["srv_count"] = rec["count"].copy()
+        rec["same_srv_rate"] = np.ones(n)
+        rec["packets"] = np.round(1 + (rec["src_bytes"] + rec["dst_bytes"]) / 900)
     else:
-        raise ValueError(f"unknown attack '{kind}' (known: {', '.join(ATTACKS)})")
+        raise ValueError(f"unknown attack '{kind}' (known: {', '.join(KNOWN_ATTACKS)})")
     return rec
 
 

@@ -19,14 +19,21 @@ class FeaturePipeline:
         self.windows = TrafficWindows.from_schema(encoder.schema)
 
     def transform_batch(self, records: Sequence) -> EncodedBatch:
+        return self.transform_with_records(records)[0]
+
+    def transform_with_records(self, records: Sequence) -> tuple[EncodedBatch, list]:
+        """The batch, plus each encoded row's record as the encoder saw it (window features
+        included): what the feedback store keeps, since a window cannot be replayed later."""
         if self.windows is None:
-            return self.encoder.transform_batch(records)
+            batch = self.encoder.transform_batch(records)
+            return batch, [records[i] for i in batch.rows.tolist()]
         derived, rows, rejected = self.windows.apply(records)
         batch = self.encoder.transform_batch(derived)
         positions = np.asarray(rows, dtype=np.int64)
         bad = [Rejected(row, field, reason) for row, field, reason in rejected]
         bad += [Rejected(int(positions[r.row]), r.field, r.reason) for r in batch.rejected]
-        return EncodedBatch(batch.X, positions[batch.rows], sorted(bad, key=lambda r: r.row))
+        seen = [derived[i] for i in batch.rows.tolist()]
+        return EncodedBatch(batch.X, positions[batch.rows], sorted(bad, key=lambda r: r.row)), seen
 
 
 def derive(records: Sequence, encoder_schema) -> tuple[list, list[tuple[int, str | None, str]]]:

@@ -118,5 +118,23 @@ def check_compression(cfg: KafkaConfig) -> str | None:
     return None if value == "none" else value
 
 
-__all__ = ["BrokerError", "CLIENTS", "Consumer", "Message", "Producer", "ensure_topics",
-           "list_partitions", "open_consumer", "open_producer", "open_reader"]
+def next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
+    """What to commit after `messages`: the next offset per (topic, partition)."""
+    out: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        out[key] = max(out.get(key, 0), m.offset + 1)
+    return out
+
+
+def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
+    """Where to seek to read `messages` again."""
+    out: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic, m.partition)
+        out[key] = min(out.get(key, m.offset), m.offset)
+    return out
+
+
+__all__ = ["BrokerError", "CLIENTS", "Consumer", "Message", "Producer", "ensure_topics", "first_offsets",
+           "list_partitions", "next_offsets", "open_consumer", "open_producer", "open_reader"]

@@ -59,14 +59,17 @@ def run_demo(cfg: Config, opts: DemoOptions) -> int:
     workdir = Path(opts.workdir)
     shutil.rmtree(workdir / "registry", ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = dataclasses.replace(cfg, registry=dataclasses.replace(cfg.registry, dir=str(workdir / "registry")))
+    for suffix in ("", "-wal", "-shm"):  # records scored by an earlier demo's models
+        (workdir / f"feedback.sqlite3{suffix}").unlink(missing_ok=True)
+    cfg = dataclasses.replace(cfg, registry=dataclasses.replace(cfg.registry, dir=str(workdir / "registry")),
+                              feedback=dataclasses.replace(cfg.feedback, store=str(workdir / "feedback.sqlite3")))
     started = time.monotonic()
     with open(workdir / "broker.log", "wb") as broker_log, EmbeddedBroker(log_file=broker_log) as broker:
         cfg.kafka.bootstrap_servers = broker.bootstrap
         cfg.kafka.session_timeout_ms = min(cfg.kafka.session_timeout_ms, 6000)  # faster group joins
         t = cfg.topics
         _say(f"[1/4] embedded broker on {broker.bootstrap} (pid {broker.process.pid})")
-        ensure_topics(cfg.kafka, [t.normal, t.scores, t.alerts, t.deadletter])
+        ensure_topics(cfg.kafka, [t.normal, t.scores, t.alerts, t.deadletter, t.labels])
         ensure_topics(cfg.kafka, [t.live], partitions=opts.live_partitions)
 
         producer = open_producer(cfg.kafka, client_id="arnstream-demo")

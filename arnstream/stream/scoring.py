@@ -86,6 +86,9 @@ class BatchResult:
     n_anomalies: int
     rejected_reasons: list[str]  # one bounded reason category per dead letter
     scores: np.ndarray
+    # (record id, model version, score, flagged, record JSON as the model saw it) per scored
+    # record, for the feedback store; filled only when asked (keep_records)
+    retained: list[tuple] = field(default_factory=list)
 
 
 def record_id(msg: Message, record, id_field: str | None) -> str:
@@ -109,29 +112,31 @@ def reason_category(field_name: str | None, reason: str) -> str:
     return "invalid"
 
 
-def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3) -> BatchResult:
+def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3,
+                   keep_records: bool = False) -> BatchResult:
     outputs: list[Output] = []
     reasons: list[str] = []
     records, kept = [], []
     for i, msg in enumerate(messages):
         if not msg.value:
-            outputs.append(_dead(msg, None, "empty message"))
+            outputs.append(dead_letter(msg, None, "empty message"))
             reasons.append("empty")
             continue
         try:
             records.append(orjson.loads(msg.value))
             kept.append(i)
         except orjson.JSONDecodeError as exc:
-            outputs.append(_dead(msg, None, f"not valid JSON: {exc}"))
+            outputs.append(dead_letter(msg, None, f"not valid JSON: {exc}"))
             reasons.append("not_json")
-    batch = model.features.transform_batch(records)
+    batch, seen = model.features.transform_with_records(records)
     for rej in batch.rejected:
         msg = messages[kept[rej.row]]
-        outputs.append(_dead(msg, rej.field, rej.reason))
+        outputs.append(dead_letter(msg, rej.field, rej.reason))
         reasons.append(reason_category(rej.field, rej.reason))
     scores = model.detector.score(batch.X) if len(batch.X) else np.zeros(0)
     alerts = scores > model.threshold
     top = model.atypical_fields(batch.X, top_k)
+    retained = []
     for j, row in enumerate(batch.rows.tolist()):
         msg, record = messages[kept[row]], records[row]
         rid = record_id(msg, record, model.id_field)
@@ -142,10 +147,12 @@ def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3)
         outputs.append(Output("scores", orjson.dumps(doc), key))
         if alerts[j]:
             outputs.append(Output("alerts", orjson.dumps({**doc, "record": record}), key))
-    return BatchResult(outputs, len(batch.rows), int(alerts.sum()), reasons, scores)
+        if keep_records:
+            retained.append((rid, model.version, doc["score"], doc["is_anomaly"], orjson.dumps(seen[j])))
+    return BatchResult(outputs, len(batch.rows), int(alerts.sum()), reasons, scores, retained)
 
 
-def _dead(msg: Message, field_name: str | None, reason: str) -> Output:
+def dead_letter(msg: Message, field_name: str | None, reason: str) -> Output:
     """The original bytes, untouched, with the reason in headers (and the source position)."""
     headers = [(REASON_HEADER, reason.encode()),
                (SOURCE_HEADER, f"{msg.topic}:{msg.partition}:{msg.offset}".encode())]

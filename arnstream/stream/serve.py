@@ -4,12 +4,17 @@ Several processes in one consumer group split the partitions. A promoted model i
 between batches, without a restart. Before any model is promoted the service waits (it does
 not consume, so nothing is skipped) and says so in the log. SIGTERM (via `stop`) finishes the
 batch in hand, commits and exits.
+
+With `feedback.enabled`, every scored record is written to the feedback store before its
+output is sent (so any score an analyst sees can be labelled), and a FeedbackWorker thread
+reads labels and retrains (stream/feedback.py).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +25,15 @@ from ..config import Config
 from ..errors import ArnstreamError, BrokerError
 from ..observability import ServeMetrics
 from ..registry import Registry, version_number
-from .client import Message, open_consumer, open_producer, validate
+from .client import (
+    Message,
+    first_offsets,
+    next_offsets,
+    open_consumer,
+    open_producer,
+    validate,
+)
+from .feedback import FeedbackWorker, open_store
 from .scoring import ScoringModel, score_messages
 
 log = logging.getLogger(__name__)
@@ -81,6 +94,8 @@ class Service:
         self._committed: dict[tuple[str, int], int] = {}
         self._topics = {"scores": cfg.topics.scores, "alerts": cfg.topics.alerts,
                         "deadletter": cfg.topics.deadletter}
+        self.store = None  # opened in run(): an sqlite3 connection belongs to its thread
+        self.feedback: FeedbackWorker | None = None
 
     # ---------------------------------------------------------------- model
     def wait_for_model(self) -> bool:
@@ -128,6 +143,10 @@ class Service:
         torch.set_num_threads(self.cfg.serve.threads)
         if not self.wait_for_model():
             return self.stats
+        if self.cfg.feedback.enabled:
+            self.store = open_store(self.cfg)
+            self.feedback = FeedbackWorker(self.cfg, self.registry, self.metrics, self.stop)
+            self.feedback.start()
         consumer = open_consumer(self.cfg.kafka, [self.topic], self.cfg.kafka.group, from_beginning=True,
                                  client_id="arnstream-serve")
         self._producer = open_producer(self.cfg.kafka, client_id="arnstream-serve")
@@ -150,6 +169,10 @@ class Service:
             self.metrics.up.set(0)
             consumer.close()
             self._producer.close()
+            if self.feedback is not None:
+                self.stop.set()  # the worker shares the stop event; a retraining in flight finishes first
+                self.feedback.join()
+                self.store.close()
             log.info("stopped after %d batches: %d consumed, %d scored, %d rejected, %d anomalies",
                      self.stats.batches, self.stats.consumed, self.stats.scored, self.stats.rejected,
                      self.stats.anomalies)
@@ -159,7 +182,14 @@ class Service:
         """Score, write, commit. On an output failure nothing is committed and the batch is re-read."""
         started = time.monotonic()
         model = self.model
-        result = score_messages(messages, model, self.cfg.serve.top_features)
+        result = score_messages(messages, model, self.cfg.serve.top_features, keep_records=self.store is not None)
+        if self.store is not None and result.retained:
+            try:  # before the output: a score an analyst can see must be labellable
+                self.store.put_scored(result.retained)
+            except sqlite3.Error as exc:  # the store serves feedback; scoring output comes first
+                self.metrics.store_failures.inc()
+                log.warning("feedback store write failed for %d records (labels for them will be "
+                            "rejected as unknown): %s", len(result.retained), exc)
         try:
             for out in result.outputs:
                 self._producer.send(self._topics[out.topic_key], out.value, out.key, out.headers)
@@ -168,11 +198,11 @@ class Service:
             self.metrics.output_failures.inc()
             log.warning("output of a batch of %d (model %s) was not written: %s; re-reading it "
                         "with a new producer", len(messages), model.version, exc)
-            consumer.seek(_first_offsets(messages))
+            consumer.seek(first_offsets(messages))
             self.stop.wait(1.0)
             self._renew_producer()
             return False
-        offsets = _next_offsets(messages)
+        offsets = next_offsets(messages)
         try:
             consumer.commit(offsets)
             self._committed.update(offsets)
@@ -237,19 +267,3 @@ def _observe_many(histogram, values: np.ndarray) -> None:
         if n:
             bucket.inc(n)
     histogram._sum.inc(float(values.sum()))
-
-
-def _next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
-    out: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        out[key] = max(out.get(key, 0), m.offset + 1)
-    return out
-
-
-def _first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
-    out: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        out[key] = min(out.get(key, m.offset), m.offset)
-    return out

@@ -3,7 +3,7 @@
 Records follow the `flowsim` schema (per-connection flows already aggregated, as in KDD):
 several services with heavy-tailed (log-normal) sizes, and a diurnal-ish rate (a compressed
 "day" of `day_seconds`, busiest at mid-day). Attacks are port scan, SYN flood, SSH brute
-force and exfiltration. `netflow_sim.py` simulates raw flows of a small network for the
+force and exfiltration (and `beacon`, which only labels teach: see data/synthetic.py). `netflow_sim.py` simulates raw flows of a small network for the
 `netflow` schema. The ground truth travels in a message header (`arnstream-truth`:
 "normal" or the attack's name), never in the record, so serve cannot peek at it.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from ..data.synthetic import ATTACKS, attack_flows, normal_flows
+from ..data.synthetic import KNOWN_ATTACKS, attack_flows, normal_flows
 
 TRUTH_HEADER = "arnstream-truth"
 _FIELDS = ("protocol", "service", "flag", "duration", "src_bytes", "dst_bytes", "packets", "count",
@@ -34,7 +34,7 @@ class FlowSimulator:
     _n: int = field(default=0, init=False)
 
     def __post_init__(self):
-        check_attacks(self.attacks, ATTACKS)
+        check_attacks(self.attacks, KNOWN_ATTACKS)
         self._rng = np.random.default_rng(self.seed)
 
     def batch(self, n: int, ts: float | None = None) -> tuple[list[dict], list[str]]:

@@ -95,3 +95,58 @@ def test_broker_command_listens_on_loopback_and_stops_on_sigterm():
     assert f"127.0.0.1:{port}" in proc.stderr.read()
     with socket.socket() as s:  # the broker process is gone with it
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_label_sends_one_label_or_a_csv_file_to_the_labels_topic(tmp_path):
+    from arnstream.config import load_config
+    from arnstream.feedback import parse_label
+    from arnstream.stream.broker import EmbeddedBroker
+    from arnstream.stream.client import ensure_topics, open_reader
+
+    csv = tmp_path / "labels.csv"
+    csv.write_text("record_id,label,note\nr2,normal,false alarm\nr3,anomaly,\n")
+    with EmbeddedBroker() as broker:
+        cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap})
+        ensure_topics(cfg.kafka, ["flows-labels"])
+        one = arnstream("label", "r1", "--anomaly", "--note", "beacon", "--analyst", "ana",
+                        "--bootstrap-servers", broker.bootstrap, timeout=120)
+        many = arnstream("label", "--file", str(csv), "--analyst", "bob", "--bootstrap-servers", broker.bootstrap,
+                         timeout=120)
+        neither = arnstream("label", "r1", "--bootstrap-servers", broker.bootstrap, timeout=60)
+        reader = open_reader(cfg.kafka, "flows-labels")
+        got = []
+        for _ in range(20):
+            got += reader.poll_batch(100, 500)
+            if len(got) >= 3:
+                break
+        reader.close()
+    assert one.returncode == 0 and "sent 1 label(s) to flows-labels (1 anomaly, 0 normal) as ana" in one.stdout
+    assert many.returncode == 0 and "(1 anomaly, 1 normal) as bob" in many.stdout
+    assert neither.returncode == 2 and "exactly one of --anomaly / --normal" in neither.stderr
+    labels = [parse_label(m.value) for m in got]
+    assert [(x.record_id, x.label, x.analyst, x.note) for x in labels] == [
+        ("r1", "anomaly", "ana", "beacon"), ("r2", "normal", "bob", "false alarm"), ("r3", "anomaly", "bob", None)]
+
+
+def test_retrain_on_demand_reports_the_gate_decision(tmp_path):
+    from arnstream.feedback import FeedbackStore, make_label
+
+    records, _ = FlowSimulator(seed=0, prefix="train").batch(3000)
+    data = tmp_path / "normal.jsonl"
+    data.write_bytes(b"\n".join(orjson.dumps(r) for r in records))
+    registry, store_path = str(tmp_path / "registry"), tmp_path / "store.sqlite3"
+    common = ("--registry", registry, "--set", "model.name=iforest")
+    missing = arnstream("retrain", "--store", str(store_path), *common, timeout=60)
+    assert missing.returncode == 2 and "no feedback store" in missing.stderr
+    assert arnstream("train", "--data", str(data), *common).returncode == 0
+    live, truth = FlowSimulator(seed=1, attacks=("scan",), attack_fraction=0.05, prefix="live").batch(3000)
+    store = FeedbackStore(store_path)
+    store.put_scored([(r["flow_id"], "v0001", 0.1, False, orjson.dumps(r)) for r in live])
+    for r in [r for r, t in zip(live, truth) if t == "scan"][:12]:
+        store.add_label(make_label(r["flow_id"], "anomaly", "ana"))
+    store.close()
+    proc = arnstream("retrain", "--store", str(store_path), *common)
+    assert proc.returncode == 0, proc.stderr
+    assert "12 anomaly and 0 normal labels" in proc.stderr
+    assert proc.stdout.startswith("retrain: promoted: v0002 promoted") or proc.stdout.startswith("retrain: rejected")
+    assert "candidate AUC" in proc.stdout

@@ -49,22 +49,24 @@ def model_registry(tmp_path_factory) -> Path:
     return root
 
 
-def make_config(bootstrap: str, client: str, registry: Path, **serve):
-    """A config with topics and group private to one test."""
+def make_config(bootstrap: str, client: str, registry: Path, extra: dict | None = None, **serve):
+    """A config with topics, group and feedback store private to one test (extra: more keys)."""
     tag = uuid.uuid4().hex[:8]
     overrides = {"kafka.bootstrap_servers": bootstrap, "kafka.client": client,
                  "kafka.group": f"serve-{tag}", "kafka.session_timeout_ms": 6000,
                  "registry.dir": str(registry), "serve.metrics_address": None,
-                 "serve.reload_interval_s": 1.0, "serve.batch_size": 2000}
+                 "serve.reload_interval_s": 1.0, "serve.batch_size": 2000,
+                 "feedback.store": str(Path(registry).parent / f"feedback-{tag}.sqlite3")}
     for name in ("normal", "live", "scores", "alerts", "deadletter", "labels"):
         overrides[f"topics.{name}"] = f"flows-{name}-{tag}"
     overrides.update({f"serve.{k}": v for k, v in serve.items()})
+    overrides.update(extra or {})
     return load_config(None, {}, overrides)
 
 
 def create_topics(cfg, live_partitions: int = 2) -> None:
     t = cfg.topics
-    ensure_topics(cfg.kafka, [t.scores, t.alerts, t.deadletter])
+    ensure_topics(cfg.kafka, [t.scores, t.alerts, t.deadletter, t.labels])
     ensure_topics(cfg.kafka, [t.live], partitions=live_partitions)
 
 
@@ -156,7 +158,7 @@ def serve_env(cfg) -> dict:
     """The same config as environment variables, for `arnstream serve` in a subprocess."""
     env = dict(os.environ)
     flat = dataclasses.asdict(cfg)
-    for section in ("kafka", "topics", "serve", "registry"):
+    for section in ("kafka", "topics", "serve", "registry", "feedback", "retrain"):
         for key, value in flat[section].items():
             if isinstance(value, dict):
                 continue

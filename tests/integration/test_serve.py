@@ -275,14 +275,14 @@ def test_netflow_windows_give_the_same_vectors_and_scores_offline_and_online(bro
             while serve.service.model is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             features = serve.service.model.features
-            transform = features.transform_batch
+            transform = features.transform_with_records
 
             def watched(records):  # observe the vectors serve computes, batch by batch
-                batch = transform(records)
+                batch, seen = transform(records)
                 online.append(batch.X.copy())
-                return batch
+                return batch, seen
 
-            features.transform_batch = watched
+            features.transform_with_records = watched
             producer = open_producer(cfg.kafka)
             for rec in live:
                 producer.send(cfg.topics.live, orjson.dumps(rec), rec["flow_id"].encode())

@@ -1,0 +1,203 @@
+"""Retraining with analyst feedback: build the training set, train a candidate, gate it.
+
+Training set: the most recent records the serving model did not flag and no analyst
+labelled (`retrain.normal_window`), plus analyst-confirmed normals (false positives, the
+most valuable normals: counted `confirmed_normal_repeat` times), plus the labelled
+anomalies, which the detector uses as eq. 4 prescribes (weighted by `weak_weight`).
+
+Labels are split by record id into training and gate shares (a hash, so a label stays on
+its side across retrainings as labels accumulate); the gate also keeps every fifth recent
+record out of training. The candidate is registered unpromoted, the gate (gate.py) decides,
+and the decision with its numbers goes to the log, the registry's history and the caller
+(which counts it in `arnstream_retrain_total{outcome}`).
+
+One retraining at a time per registry: an exclusive lock file in the registry directory, so
+serve replicas (and an on-demand `arnstream retrain`) never train into it concurrently.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..config import Config
+from ..errors import ArnstreamError
+from ..features import RecordEncoder
+from ..registry import Registry
+from ..trainer import detector_params, train_on_records
+from .gate import GateReport, run_gate
+from .store import FeedbackStore, LabelledRecord
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".retrain.lock"
+LAST_RETRAIN = "last_retrain_at"
+GATE_RECENT_EVERY = 5  # every fifth recent record is kept for the gate
+GATE_RECENT_MAX = 5000
+
+
+@dataclass
+class RetrainOutcome:
+    outcome: str  # promoted | rejected | skipped | failed
+    trigger: str
+    detail: str
+    candidate: str | None = None
+    current: str | None = None
+    gate: GateReport | None = None
+    counts: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class RetrainLock:
+    """An exclusive, non-blocking flock on <registry>/.retrain.lock (released by the OS if we die)."""
+
+    def __init__(self, registry: Registry):
+        registry.root.mkdir(parents=True, exist_ok=True)
+        self.path = registry.root / LOCK_FILE
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def retrain_due(cfg: Config, store: FeedbackStore, now: float | None = None) -> str | None:
+    """The policy: "labels" after `after_labels` new or changed labels, "timer" every `every_s`."""
+    now = time.time() if now is None else now
+    last = store.get_meta(LAST_RETRAIN)
+    if last is None:  # the clock starts when feedback starts, not at the epoch
+        store.set_meta(LAST_RETRAIN, repr(now))
+        last = now
+    last = float(last)
+    r = cfg.retrain
+    if r.after_labels and store.labels_since(last) >= r.after_labels:
+        return "labels"
+    if r.every_s and now - last >= r.every_s:
+        return "timer"
+    return None
+
+
+def split_labels(labelled: list[LabelledRecord], gate_fraction: float) -> tuple[list, list]:
+    """(train, gate) by a hash of the record id; each class with >= 2 labels gives the gate one."""
+    train, gate = [], []
+    for y in (0, 1):
+        group = sorted((r for r in labelled if r.y == y), key=lambda r: _unit_hash(r.record_id))
+        held = [r for r in group if _unit_hash(r.record_id) < gate_fraction]
+        if not held and len(group) >= 2 and gate_fraction > 0:
+            held = group[:1]
+        held_ids = {r.record_id for r in held}
+        gate += held
+        train += [r for r in group if r.record_id not in held_ids]
+    return train, gate
+
+
+def _unit_hash(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2.0**64
+
+
+def retrain(cfg: Config, store: FeedbackStore, registry: Registry, *, trigger: str = "manual",
+            seed: int = 0, progress: Callable | None = None, invert_labels: bool = False) -> RetrainOutcome:
+    """Train a candidate from feedback and promote it only if it passes the gate.
+
+    invert_labels flips every analyst label the candidate trains on (not those the gate holds
+    out): a deliberately bad candidate, for drills and for the test that proves the gate
+    rejects one.
+    """
+    started = time.monotonic()
+    lock = RetrainLock(registry)
+    if not lock.acquire():
+        return RetrainOutcome("skipped", trigger, f"another retraining holds {lock.path}")
+    try:
+        store.set_meta(LAST_RETRAIN, repr(time.time()))
+        outcome = _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels)
+    except ArnstreamError as exc:
+        outcome = RetrainOutcome("failed", trigger, str(exc))
+    finally:
+        lock.release()
+    outcome.seconds = round(time.monotonic() - started, 2)
+    registry.log_event({"event": "retrain", "outcome": outcome.outcome, "trigger": trigger,
+                        "candidate": outcome.candidate, "current": outcome.current, "detail": outcome.detail,
+                        "counts": outcome.counts, "gate": outcome.gate.as_dict() if outcome.gate else None,
+                        "seconds": outcome.seconds})
+    level = logging.INFO if outcome.outcome in ("promoted", "skipped") else logging.WARNING
+    log.log(level, "retrain (%s): %s: %s", trigger, outcome.outcome, outcome.detail)
+    return outcome
+
+
+def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels) -> RetrainOutcome:
+    r = cfg.retrain
+    current_name = registry.current()
+    current = registry.load(current_name) if current_name else None
+    train_labels, gate_labels = split_labels(store.labelled(), r.gate_fraction)
+    if invert_labels:  # training only: the gate still judges against the analysts' labels
+        train_labels = [LabelledRecord(x.record_id, 1 - x.y, x.record, x.received_at) for x in train_labels]
+    anomalies = [x.record for x in train_labels if x.y == 1]
+    confirmed = [x.record for x in train_labels if x.y == 0]
+    recent = store.recent_unflagged(r.normal_window + min(GATE_RECENT_MAX, r.normal_window // GATE_RECENT_EVERY))
+    gate_recent = recent[::GATE_RECENT_EVERY][:GATE_RECENT_MAX]
+    in_gate = len(gate_recent) * GATE_RECENT_EVERY  # positions below this, on the stride, went to the gate
+    train_recent = [rec for i, rec in enumerate(recent)
+                    if i % GATE_RECENT_EVERY or i >= in_gate][:r.normal_window]
+    counts = {"recent_normals": len(train_recent), "confirmed_normals": len(confirmed),
+              "labelled_anomalies": len(anomalies), "gate_anomalies": sum(x.y for x in gate_labels),
+              "gate_normals": sum(1 - x.y for x in gate_labels), "gate_recent": len(gate_recent)}
+    base = RetrainOutcome("skipped", trigger, "", current=current_name, counts=counts)
+    if len(anomalies) < r.min_anomaly_labels:
+        base.detail = (f"{len(anomalies)} labelled anomalies for training; at least "
+                       f"{r.min_anomaly_labels} are needed (retrain.min_anomaly_labels)")
+        return base
+    schema = (RecordEncoder.from_dict(current.encoder_state).schema if current is not None
+              else _schema_of(cfg))
+    params = detector_params(cfg)
+    if r.epochs:
+        params["epochs"] = r.epochs
+    if "weak_weight" in _param_names(cfg):
+        params["weak_weight"] = r.weak_weight
+    result = train_on_records(train_recent + confirmed * r.confirmed_normal_repeat, schema, cfg, params,
+                              registry=registry, seed=seed, promote=False, progress=progress,
+                              anomalies=anomalies, derived=True,
+                              source={"kind": "feedback", "trigger": trigger, **counts},
+                              card_extra={"retrained_from": current_name})
+    candidate = registry.load(result.version)
+    report = run_gate(candidate, current, [x.record for x in gate_labels if x.y == 1],
+                      [x.record for x in gate_labels if x.y == 0], gate_recent,
+                      auc_tolerance=r.auc_tolerance, fpr_tolerance=r.fpr_tolerance,
+                      target_fpr=cfg.training.target_fpr)
+    base.candidate, base.gate = result.version, report
+    if report.passed:
+        registry.promote(result.version)
+        base.outcome, base.detail = "promoted", f"{result.version} promoted: {report.summary()}"
+    else:
+        base.outcome = "rejected"
+        base.detail = (f"{result.version} rejected ({'; '.join(report.reasons)}), {current_name} stays: "
+                       f"{report.summary()}")
+    return base
+
+
+def _param_names(cfg: Config) -> list[str]:
+    from ..models import PRESETS, detector_class
+
+    return detector_class(PRESETS[cfg.model.name][0]).param_names() if cfg.model.name in PRESETS else []
+
+
+def _schema_of(cfg: Config):
+    from ..schema import FlowSchema
+
+    return FlowSchema.load(cfg.serve.schema)

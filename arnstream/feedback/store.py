@@ -1,0 +1,175 @@
+"""The feedback store: recently scored records and the analyst labels joined to them (SQLite).
+
+    scored   record_id -> when it was scored, by which model, its score, whether it was
+             flagged, and the record as the model saw it (JSON; for windowed schemas the
+             record with its window features, since a window cannot be replayed from a sample)
+    labels   record_id -> the latest label, who gave it and when, and a copy of the record,
+             so a labelled record outlives the eviction of `scored`
+    meta     small key/value facts shared by replicas (when the last retraining ran)
+
+Eviction (`maintain`): scored records older than `max_age_s` go first, then the oldest ones
+beyond `max_records`; labels are never evicted (they are few, and they are the training
+signal). A label for a record that is not (or no longer) in `scored` is an error.
+
+One connection per thread (sqlite3's rule); WAL mode lets serve write scored records while
+the feedback thread, a `retrain` command or another replica on the same host reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from ..errors import ConfigError, RecordError
+from .labels import VALUES, Label
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scored (
+    record_id TEXT PRIMARY KEY, scored_at REAL NOT NULL, model_version TEXT NOT NULL,
+    score REAL NOT NULL, flagged INTEGER NOT NULL, record BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS scored_by_time ON scored (scored_at);
+CREATE TABLE IF NOT EXISTS labels (
+    record_id TEXT PRIMARY KEY, label INTEGER NOT NULL, analyst TEXT NOT NULL, at REAL NOT NULL,
+    note TEXT, received_at REAL NOT NULL, record BLOB NOT NULL, score REAL, flagged INTEGER,
+    model_version TEXT);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Evicted:
+    by_age: int
+    by_size: int
+
+
+@dataclass(frozen=True)
+class LabelledRecord:
+    record_id: str
+    y: int  # 1 = anomaly
+    record: dict
+    received_at: float
+
+
+class FeedbackStore:
+    def __init__(self, path: str | Path, max_age_s: float = 7 * 86400.0, max_records: int = 500_000):
+        self.path = Path(path)
+        self.max_age_s = max_age_s
+        self.max_records = max_records
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, fast
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ConfigError("feedback.store", f"cannot open {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------- scored
+    def put_scored(self, rows: Iterable[tuple[str, str, float, bool, bytes]], now: float | None = None) -> None:
+        """rows: (record_id, model_version, score, flagged, record JSON). A re-scored id is replaced."""
+        now = time.time() if now is None else now
+        with self._transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO scored VALUES (?, ?, ?, ?, ?, ?)",
+                ((rid, now, version, score, int(flagged), record) for rid, version, score, flagged, record in rows))
+
+    def maintain(self, now: float | None = None) -> Evicted:
+        now = time.time() if now is None else now
+        with self._transaction():
+            by_age = self.db.execute("DELETE FROM scored WHERE scored_at < ?", (now - self.max_age_s,)).rowcount
+            over = self.count_scored() - self.max_records
+            by_size = 0
+            if over > 0:
+                by_size = self.db.execute(
+                    "DELETE FROM scored WHERE record_id IN "
+                    "(SELECT record_id FROM scored ORDER BY scored_at LIMIT ?)", (over,)).rowcount
+        return Evicted(by_age, by_size)
+
+    def count_scored(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM scored").fetchone()[0]
+
+    def recent_unflagged(self, limit: int) -> list[dict]:
+        """The newest records the serving model did not flag and no analyst labelled."""
+        rows = self.db.execute(
+            "SELECT record FROM scored WHERE flagged = 0 AND record_id NOT IN (SELECT record_id FROM labels) "
+            "ORDER BY scored_at DESC LIMIT ?", (limit,)).fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    # ------------------------------------------------------------- labels
+    def add_label(self, label: Label, now: float | None = None) -> str:
+        """Join a label to its record. Returns "new", "replaced", "duplicate" or "outdated".
+
+        The same label again counts once ("duplicate"); a different label with a later (or
+        equal) time replaces the earlier one; one with an earlier time is "outdated" and ignored.
+        Raises RecordError for a record id that was never scored here or was evicted.
+        """
+        now = time.time() if now is None else now
+        value = VALUES[label.label]
+        with self._transaction():
+            old = self.db.execute("SELECT label, at FROM labels WHERE record_id = ?",
+                                  (label.record_id,)).fetchone()
+            if old is not None:
+                if old[0] == value:
+                    return "duplicate"
+                if label.at < old[1]:
+                    return "outdated"
+                self.db.execute("UPDATE labels SET label = ?, analyst = ?, at = ?, note = ?, received_at = ? "
+                                "WHERE record_id = ?", (value, label.analyst, label.at, label.note, now,
+                                                        label.record_id))
+                return "replaced"
+            row = self.db.execute("SELECT record, score, flagged, model_version FROM scored WHERE record_id = ?",
+                                  (label.record_id,)).fetchone()
+            if row is None:
+                raise RecordError("record_id", f"unknown record id {label.record_id!r}: never scored here, "
+                                  "or evicted from the feedback store")
+            self.db.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (label.record_id, value, label.analyst, label.at, label.note, now, *row))
+            return "new"
+
+    def labelled(self) -> list[LabelledRecord]:
+        rows = self.db.execute("SELECT record_id, label, record, received_at FROM labels ORDER BY record_id")
+        return [LabelledRecord(rid, y, orjson.loads(rec), at) for rid, y, rec, at in rows.fetchall()]
+
+    def label_counts(self) -> dict[str, int]:
+        counts = dict(self.db.execute("SELECT label, COUNT(*) FROM labels GROUP BY label").fetchall())
+        return {name: counts.get(value, 0) for name, value in VALUES.items()}
+
+    def labels_since(self, t: float) -> int:
+        """Labels that arrived or changed after time t (what the retrain policy counts)."""
+        return self.db.execute("SELECT COUNT(*) FROM labels WHERE received_at > ?", (t,)).fetchone()[0]
+
+    # --------------------------------------------------------------- meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------ helpers
+    def _transaction(self):
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT: take the write lock up front so readers of a
+    read-then-write (add_label) never race another writer into a deadlock."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False

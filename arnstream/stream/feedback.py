@@ -1,0 +1,133 @@
+"""Analyst labels in, retraining out: the thread that serve runs beside its scoring loop.
+
+It reads `flows-labels` in its own consumer group (`<kafka.group>-labels`: each label reaches
+one replica; replicas on one host share the SQLite store, so any of them can join it), joins
+each label to its stored record, sends what cannot be joined or parsed to the dead-letter
+topic with the reason, and commits after that output is acknowledged (a re-read label is
+harmless: labels are idempotent). Every `feedback.maintain_interval_s` it evicts old scored
+records and asks the retrain policy; a due retraining runs here, never in the poll loop, so
+scoring goes on meanwhile (label reading pauses; the labels wait in Kafka).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..config import Config
+from ..errors import BrokerError, RecordError
+from ..feedback import FeedbackStore, parse_label, retrain, retrain_due
+from ..feedback.retrain import RetrainOutcome
+from ..observability import ServeMetrics
+from ..registry import Registry
+from .client import Message, first_offsets, next_offsets, open_consumer, open_producer
+from .scoring import dead_letter
+
+log = logging.getLogger(__name__)
+
+LABEL_BATCH = 1000
+
+
+def open_store(cfg: Config) -> FeedbackStore:
+    f = cfg.feedback
+    return FeedbackStore(f.store, max_age_s=f.max_age_s, max_records=f.max_records)
+
+
+class FeedbackWorker(threading.Thread):
+    def __init__(self, cfg: Config, registry: Registry, metrics: ServeMetrics, stop: threading.Event):
+        super().__init__(name="arnstream-feedback", daemon=True)
+        self.cfg, self.registry, self.metrics, self.stop = cfg, registry, metrics, stop
+        self.outcomes: list[RetrainOutcome] = []  # for the caller's summary and for tests
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # reported by serve; scoring itself goes on
+            self.error = exc
+            log.exception("feedback thread stopped: %s", exc)
+
+    def _run(self) -> None:
+        cfg = self.cfg
+        store = open_store(cfg)
+        group = f"{cfg.kafka.group}-labels"
+        consumer = open_consumer(cfg.kafka, [cfg.topics.labels], group, from_beginning=True,
+                                 client_id="arnstream-feedback")
+        producer = open_producer(cfg.kafka, client_id="arnstream-feedback")
+        log.info("reading labels from %s (group %s), feedback store %s", cfg.topics.labels, group, store.path)
+        last_maintain = 0.0
+        try:
+            while not self.stop.is_set():
+                try:
+                    messages = consumer.poll_batch(LABEL_BATCH, cfg.serve.poll_timeout_ms)
+                except BrokerError as exc:
+                    log.warning("labels poll: %s; retrying", exc)
+                    self.stop.wait(1.0)
+                    continue
+                if messages:
+                    producer = self.ingest(messages, store, consumer, producer)
+                if time.monotonic() - last_maintain >= cfg.feedback.maintain_interval_s:
+                    last_maintain = time.monotonic()
+                    self.maintain(store)
+        finally:
+            consumer.close()
+            producer.close()
+            store.close()
+
+    def ingest(self, messages: list[Message], store: FeedbackStore, consumer, producer):
+        """Join a batch of labels; dead-letter the bad ones; commit once that output is written."""
+        counts: dict[str, int] = {}
+        for msg in messages:
+            try:
+                outcome = store.add_label(parse_label(msg.value))
+            except RecordError as exc:
+                outcome = "rejected"
+                producer.send(self.cfg.topics.deadletter, *_dead_parts(msg, exc))
+            counts[outcome] = counts.get(outcome, 0) + 1
+        try:
+            producer.flush(self.cfg.serve.output_timeout_s)
+        except BrokerError as exc:
+            log.warning("dead letters of %d labels not written (%s); re-reading them", len(messages), exc)
+            consumer.seek(first_offsets(messages))
+            producer.close()
+            return open_producer(self.cfg.kafka, client_id="arnstream-feedback")
+        try:
+            consumer.commit(next_offsets(messages))
+        except BrokerError as exc:
+            log.warning("labels commit failed (%s); they may be read again (harmless)", exc)
+        for outcome, n in counts.items():
+            self.metrics.labels.labels(outcome).inc(n)
+        log.info("labels: %s", ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
+        return producer
+
+    def maintain(self, store: FeedbackStore) -> None:
+        evicted = store.maintain()
+        if evicted.by_age:
+            self.metrics.store_evicted.labels("age").inc(evicted.by_age)
+        if evicted.by_size:
+            self.metrics.store_evicted.labels("size").inc(evicted.by_size)
+        self.metrics.store_records.set(store.count_scored())
+        trigger = retrain_due(self.cfg, store)
+        if trigger is not None:
+            self.run_retrain(store, trigger)
+
+    def run_retrain(self, store: FeedbackStore, trigger: str) -> RetrainOutcome:
+        outcome = retrain(self.cfg, store, self.registry, trigger=trigger)
+        record_outcome(self.metrics, outcome)
+        self.outcomes.append(outcome)
+        return outcome
+
+
+def record_outcome(metrics: ServeMetrics, outcome: RetrainOutcome) -> None:
+    metrics.retrain.labels(outcome.outcome).inc()
+    metrics.retrain_seconds.set(outcome.seconds)
+    if outcome.gate is not None:
+        metrics.gate_auc.labels("candidate").set(outcome.gate.candidate["auc"])
+        if outcome.gate.current is not None:
+            metrics.gate_auc.labels("current").set(outcome.gate.current["auc"])
+
+
+def _dead_parts(msg: Message, exc: RecordError):
+    out = dead_letter(msg, exc.field, exc.reason)
+    return out.value, out.key, out.headers

@@ -1,0 +1,114 @@
+import orjson
+import pytest
+
+from arnstream.config import load_config
+from arnstream.feedback import FeedbackStore, make_label, retrain, retrain_due
+from arnstream.feedback.gate import run_gate
+from arnstream.feedback.retrain import RetrainLock, split_labels
+from arnstream.feedback.store import LabelledRecord
+from arnstream.registry import Registry
+from arnstream.schema import FlowSchema
+from arnstream.stream.simulator import FlowSimulator
+from arnstream.trainer import train_on_records
+
+
+def _cfg(tmp_path, **extra):
+    return load_config(None, {}, {"model.name": "iforest", "model.params": {"n_estimators": 50},
+                                  "registry.dir": str(tmp_path / "registry"),
+                                  "feedback.store": str(tmp_path / "store.sqlite3"), **extra})
+
+
+def _train(cfg, records, promote=True) -> str:
+    return train_on_records(records, FlowSchema.load("flowsim"), cfg, dict(cfg.model.params),
+                            registry=Registry(cfg.registry.dir), source={}, promote=promote).version
+
+
+def test_labels_split_by_record_id_stably_and_each_class_gives_the_gate_one():
+    labelled = [LabelledRecord(f"r{i}", i % 2, {}, 0.0) for i in range(40)]
+    train, gate = split_labels(labelled, 0.3)
+    assert len(train) + len(gate) == 40 and {0, 1} <= {x.y for x in gate}
+    more = labelled + [LabelledRecord(f"s{i}", 1, {}, 0.0) for i in range(20)]
+    _, gate_more = split_labels(more, 0.3)
+    assert {x.record_id for x in gate} <= {x.record_id for x in gate_more}, "a held-out label stays held out"
+    _, tiny_gate = split_labels([LabelledRecord("a", 1, {}, 0.0), LabelledRecord("b", 1, {}, 0.0)], 0.01)
+    assert len(tiny_gate) == 1
+
+
+def test_the_policy_retrains_after_k_labels_or_on_the_timer(tmp_path):
+    store = FeedbackStore(tmp_path / "s.sqlite3")
+    store.put_scored([(f"r{i}", "v0001", 0.1, False, b"{}") for i in range(5)], now=1.0)
+    cfg = _cfg(tmp_path, **{"retrain.after_labels": 3, "retrain.every_s": None})
+    assert retrain_due(cfg, store, now=100.0) is None  # the clock starts now
+    for i in range(2):
+        store.add_label(make_label(f"r{i}", "anomaly", "ana"), now=101.0)
+    assert retrain_due(cfg, store, now=102.0) is None
+    store.add_label(make_label("r2", "anomaly", "ana"), now=103.0)
+    assert retrain_due(cfg, store, now=104.0) == "labels"
+    timer = _cfg(tmp_path, **{"retrain.after_labels": None, "retrain.every_s": 50.0})
+    assert retrain_due(timer, store, now=120.0) is None
+    assert retrain_due(timer, store, now=151.0) == "timer"
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A promoted model and a store of records it scored, with the scan attacks labelled."""
+    cfg = _cfg(tmp_path, **{"retrain.min_anomaly_labels": 2})
+    train, _ = FlowSimulator(seed=0, prefix="train").batch(3000)
+    first = _train(cfg, train)
+    live, truth = FlowSimulator(seed=1, attacks=("scan",), attack_fraction=0.05, prefix="live").batch(3000)
+    store = FeedbackStore(cfg.feedback.store)
+    store.put_scored([(r["flow_id"], first, 0.1, False, orjson.dumps(r)) for r in live])
+    yield cfg, store, first, live, truth
+    store.close()
+
+
+def test_retraining_is_skipped_without_enough_labelled_anomalies_and_says_why(served):
+    cfg, store, first, _, _ = served
+    outcome = retrain(cfg, store, Registry(cfg.registry.dir))
+    assert outcome.outcome == "skipped" and "retrain.min_anomaly_labels" in outcome.detail
+    [event] = [e for e in Registry(cfg.registry.dir).history() if e["event"] == "retrain"]
+    assert event["outcome"] == "skipped" and event["counts"]["labelled_anomalies"] == 0
+
+
+def test_a_second_retraining_is_skipped_while_one_holds_the_lock(served):
+    cfg, store, _, _, _ = served
+    registry = Registry(cfg.registry.dir)
+    lock = RetrainLock(registry)
+    assert lock.acquire()
+    try:
+        outcome = retrain(cfg, store, registry)
+        assert outcome.outcome == "skipped" and "holds" in outcome.detail
+    finally:
+        lock.release()
+
+
+def test_a_candidate_is_registered_gated_and_the_decision_kept_in_history(served):
+    cfg, store, first, live, truth = served
+    scans = [r["flow_id"] for r, t in zip(live, truth) if t == "scan"][:10]
+    for rid in scans:
+        store.add_label(make_label(rid, "anomaly", "ana"))
+    registry = Registry(cfg.registry.dir)
+    outcome = retrain(cfg, store, registry)
+    assert outcome.outcome in ("promoted", "rejected") and outcome.candidate == "v0002"
+    assert outcome.counts["labelled_anomalies"] + outcome.counts["gate_anomalies"] == 10
+    assert outcome.gate.n_positive == outcome.counts["gate_anomalies"] >= 1
+    event = [e for e in registry.history() if e["event"] == "retrain"][-1]
+    assert event["candidate"] == "v0002" and event["gate"]["candidate"]["auc"] == outcome.gate.candidate["auc"]
+    assert registry.list()[-1].card["retrained_from"] == first
+    assert (registry.current() == "v0002") == (outcome.outcome == "promoted")
+
+
+def test_the_gate_rejects_a_candidate_that_ranks_labelled_anomalies_worse(tmp_path):
+    cfg = _cfg(tmp_path)
+    clean, _ = FlowSimulator(seed=0, prefix="clean").batch(3000)
+    mixed, _ = FlowSimulator(seed=2, attacks=("scan",), attack_fraction=0.3, prefix="mixed").batch(3000)
+    registry = Registry(cfg.registry.dir)
+    good, bad = registry.load(_train(cfg, clean)), registry.load(_train(cfg, mixed, promote=False))
+    probe, truth = FlowSimulator(seed=3, attacks=("scan",), attack_fraction=0.2, prefix="probe").batch(2000)
+    positives = [r for r, t in zip(probe, truth) if t == "scan"][:20]
+    negatives = [r for r, t in zip(probe, truth) if t == "normal"]
+    kwargs = dict(auc_tolerance=0.01, fpr_tolerance=0.005, target_fpr=0.001)
+    report = run_gate(bad, good, positives, negatives[:50], negatives[50:], **kwargs)
+    assert not report.passed and any("AUC" in r for r in report.reasons)
+    assert report.candidate["auc"] < report.current["auc"]
+    assert run_gate(good, good, positives, negatives[:50], negatives[50:], **kwargs).passed

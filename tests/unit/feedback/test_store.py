@@ -1,0 +1,100 @@
+import threading
+
+import orjson
+import pytest
+
+from arnstream.errors import RecordError
+from arnstream.feedback import FeedbackStore, make_label
+
+
+def _rows(ids, flagged=False, version="v0001"):
+    return [(i, version, 0.9 if flagged else 0.1, flagged, orjson.dumps({"flow_id": i, "x": n}))
+            for n, i in enumerate(ids)]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = FeedbackStore(tmp_path / "fb" / "store.sqlite3", max_age_s=100.0, max_records=1000)
+    yield s
+    s.close()
+
+
+def test_a_label_joins_its_record_and_labels_are_idempotent(store):
+    store.put_scored(_rows(["a", "b"]), now=10.0)
+    assert store.add_label(make_label("a", "anomaly", "ana", at=1.0)) == "new"
+    assert store.add_label(make_label("a", "anomaly", "bob", at=2.0)) == "duplicate"
+    assert store.label_counts() == {"anomaly": 1, "normal": 0}
+    assert store.add_label(make_label("a", "normal", "bob", at=3.0)) == "replaced"
+    assert store.add_label(make_label("a", "anomaly", "eve", at=0.5)) == "outdated"  # older than the label it would replace
+    [labelled] = store.labelled()
+    assert (labelled.record_id, labelled.y, labelled.record) == ("a", 0, {"flow_id": "a", "x": 0})
+
+
+def test_a_label_for_an_unknown_or_evicted_record_is_an_error(store):
+    with pytest.raises(RecordError, match="unknown record id") as err:
+        store.add_label(make_label("ghost", "anomaly", "ana"))
+    assert err.value.field == "record_id"
+    store.put_scored(_rows(["old"]), now=0.0)
+    assert store.maintain(now=150.0).by_age == 1
+    with pytest.raises(RecordError, match="evicted"):
+        store.add_label(make_label("old", "anomaly", "ana"))
+
+
+def test_eviction_by_age_then_size_is_counted_and_keeps_labelled_records(store):
+    store.put_scored(_rows([f"old{i}" for i in range(5)]), now=0.0)
+    store.put_scored(_rows([f"mid{i}" for i in range(600)]), now=60.0)
+    store.add_label(make_label("mid0", "anomaly", "ana"))
+    store.put_scored(_rows([f"new{i}" for i in range(600)]), now=90.0)
+    evicted = store.maintain(now=120.0)
+    assert (evicted.by_age, evicted.by_size) == (5, 200)  # 1200 left, the oldest 200 beyond 1000 go
+    assert store.count_scored() == 1000
+    assert store.labelled()[0].record == {"flow_id": "mid0", "x": 0}  # the labelled copy outlives eviction
+
+
+def test_recent_unflagged_skips_flagged_and_labelled_records_newest_first(store):
+    store.put_scored(_rows(["n1", "n2"]), now=1.0)
+    store.put_scored(_rows(["f1"], flagged=True), now=2.0)
+    store.put_scored(_rows(["n3"]), now=3.0)
+    store.add_label(make_label("n2", "normal", "ana"))
+    assert [r["flow_id"] for r in store.recent_unflagged(10)] == ["n3", "n1"]
+    assert [r["flow_id"] for r in store.recent_unflagged(1)] == ["n3"]
+
+
+def test_labels_since_counts_new_and_changed_labels(store):
+    store.put_scored(_rows(["a", "b"]), now=1.0)
+    store.add_label(make_label("a", "anomaly", "ana"), now=10.0)
+    store.add_label(make_label("b", "anomaly", "ana"), now=20.0)
+    assert store.labels_since(15.0) == 1
+    store.add_label(make_label("a", "anomaly", "ana"), now=30.0)  # duplicate: not new
+    assert store.labels_since(25.0) == 0
+    store.add_label(make_label("a", "normal", "ana"), now=40.0)
+    assert store.labels_since(25.0) == 1
+
+
+def test_two_connections_write_and_read_concurrently(tmp_path):
+    path = tmp_path / "store.sqlite3"
+    writer, errors = FeedbackStore(path), []
+
+    def label_while_writing():
+        reader = FeedbackStore(path)
+        try:
+            for i in range(50):
+                while True:
+                    try:
+                        reader.add_label(make_label(f"r{i}", "anomaly", "ana"))
+                        break
+                    except RecordError:  # not written yet
+                        pass
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=label_while_writing)
+    thread.start()
+    for i in range(50):
+        writer.put_scored(_rows([f"r{i}"]))
+    thread.join(30)
+    assert not errors and not thread.is_alive()
+    assert writer.label_counts()["anomaly"] == 50
+    writer.close()
