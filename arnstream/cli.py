@@ -445,13 +445,19 @@ def cmd_retrain(args) -> int:
     return 0 if outcome.outcome in ("promoted", "rejected", "skipped") else 1
 
 
+def _demo_attacks(cfg: Config) -> str:
+    # beacon (flowsim only) is what the first model misses and the analyst's labels teach
+    return "scan,synflood,bruteforce,exfiltration" + (",beacon" if cfg.serve.schema == "flowsim" else "")
+
+
 def cmd_demo(args) -> int:
     from .stream.demo import DemoOptions, run_demo
 
     cfg = _config(args)
     _apply_runtime(cfg)
     opts = DemoOptions(normal_records=args.normal_records, live_seconds=args.live_seconds, rate=args.rate,
-                       attacks=tuple(a for a in args.attacks.split(",") if a), epochs=args.epochs,
+                       attacks=tuple(a for a in (args.attacks or _demo_attacks(cfg)).split(",") if a),
+                       epochs=args.epochs, labels=args.labels, analyst_after_s=args.analyst_after,
                        keep_running=args.keep_running, workdir=args.workdir, seed=args.seed)
     return run_demo(cfg, opts)
 
@@ -609,8 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normal-records", type=int, default=30000, help="training traffic")
     p.add_argument("--live-seconds", type=float, default=90.0, help="how long live traffic flows")
     p.add_argument("--rate", type=float, default=1000.0, help="live records per second")
-    p.add_argument("--attacks", default="scan,synflood,bruteforce,exfiltration")
+    p.add_argument("--attacks", help="default: scan,synflood,bruteforce,exfiltration (+ beacon for flowsim)")
     p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--labels", type=int, default=20, help="labels the simulated analyst sends (0: none)")
+    p.add_argument("--analyst-after", type=float, default=15.0, help="seconds of live traffic before it does")
     p.add_argument("--batch-size", type=int, default=256, help="small batches: enough steps on a short window")
     p.add_argument("--model", help="default: model.name")
     p.add_argument("--keep-running", action="store_true", help="keep simulating and serving until Ctrl-C")

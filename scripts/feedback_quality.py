@@ -6,7 +6,7 @@ scored records (beacons as anomalies, a few normal records as confirmed normals)
 through the real retraining and gate code; then score fresh traffic no model saw with both
 versions. Also retrains on inverted labels, which the gate must reject.
 
-    python scripts/feedback_quality.py [--seeds 0,1,2] [--labels 20] [--epochs 8] [--retrain-epochs 16]
+    python scripts/feedback_quality.py [--seeds 0,1,2] [--labels 20] [--live 8000] [--epochs 8] [--retrain-epochs 16]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def one_seed(seed: int, args) -> dict:
                              source={"script": "feedback_quality"}, seed=seed).version
     v1 = registry.load(first)
     live, truth = FlowSimulator(seed=100 + seed, attacks=("beacon",), attack_fraction=0.01,
-                                prefix="live").batch(8000)
+                                prefix="live").batch(args.live)
     scores = score_records(v1, live)
     store = FeedbackStore(cfg.feedback.store)
     store.put_scored([(r["flow_id"], first, float(s), bool(s > v1.detector.threshold_), orjson.dumps(r))
@@ -79,6 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--labels", type=int, default=20)
+    ap.add_argument("--live", type=int, default=8000, help="live records scored into the store (1%% beacons)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--retrain-epochs", type=int, default=16)
     args = ap.parse_args()

@@ -3,6 +3,11 @@
 Starts the embedded broker, simulates normal traffic into the training topic, trains and
 promotes a model, serves the live topic while the simulator injects attacks (and a few
 malformed records), then prints what was scored and how well against the ground truth.
+
+A simulated analyst closes the feedback loop: part-way through, it labels attacks the model
+missed and alerts that were false alarms (from the simulator's ground truth, as a human
+would from investigation); the labels go to `flows-labels`, serve retrains by its policy,
+the gate decides, and the summary shows each model version's detection side by side.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class DemoOptions:
     rate: float = 1000.0
     attacks: tuple[str, ...] = ("scan", "synflood", "bruteforce", "exfiltration")
     epochs: int = 12
+    analyst_after_s: float = 15.0  # when the simulated analyst sends its labels
+    labels: int = 20  # how many (0: no analyst, no retraining)
     keep_running: bool = False
     workdir: str = "results/demo"
     seed: int = 0
@@ -61,8 +68,12 @@ def run_demo(cfg: Config, opts: DemoOptions) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):  # records scored by an earlier demo's models
         (workdir / f"feedback.sqlite3{suffix}").unlink(missing_ok=True)
-    cfg = dataclasses.replace(cfg, registry=dataclasses.replace(cfg.registry, dir=str(workdir / "registry")),
-                              feedback=dataclasses.replace(cfg.feedback, store=str(workdir / "feedback.sqlite3")))
+    cfg = dataclasses.replace(
+        cfg, registry=dataclasses.replace(cfg.registry, dir=str(workdir / "registry")),
+        feedback=dataclasses.replace(cfg.feedback, store=str(workdir / "feedback.sqlite3"), maintain_interval_s=2.0),
+        # retrain once the analyst's labels are in, quickly enough to serve with the result
+        retrain=dataclasses.replace(cfg.retrain, after_labels=opts.labels or None, epochs=opts.epochs,
+                                    normal_window=min(cfg.retrain.normal_window, 10000)))
     started = time.monotonic()
     with open(workdir / "broker.log", "wb") as broker_log, EmbeddedBroker(log_file=broker_log) as broker:
         cfg.kafka.bootstrap_servers = broker.bootstrap
@@ -116,11 +127,13 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
     truth: dict[str, str] = {}
     scored: dict[str, float] = {}
     alerted: set[str] = set()
+    version_of: dict[str, str] = {}
     dead = [0]
 
     def on_score(msg):
         doc = orjson.loads(msg.value)
         scored[doc["id"]] = doc["score"]
+        version_of[doc["id"]] = doc["model_version"]
         if doc["is_anomaly"]:
             alerted.add(doc["id"])
 
@@ -145,7 +158,8 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
                 malformed[0] += 1
 
         try:
-            produce(producer, t.live, sim, rate=opts.rate, day_seconds=max(60.0, opts.live_seconds), duration_s=None if opts.keep_running else opts.live_seconds,
+            produce(producer, t.live, sim, rate=opts.rate, day_seconds=max(60.0, opts.live_seconds),
+                    duration_s=None if opts.keep_running else opts.live_seconds,
                     total=None if not opts.keep_running else 10**12, stop=stop_sim.is_set, on_batch=on_batch)
         finally:
             producer.close()
@@ -156,10 +170,14 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
          f"{', '.join(opts.attacks)}; metrics on http://{address}/metrics; "
          + ("Ctrl-C stops" if opts.keep_running else f"{opts.live_seconds:.0f}s of live traffic"))
     interrupted = False
+    live_started, analyst_done = time.monotonic(), opts.labels <= 0
     try:
         last, deadline = 0.0, None
         while sim_thread.is_alive() or len(scored) + dead[0] < produced[0] + malformed[0]:
             time.sleep(0.2)
+            if not analyst_done and time.monotonic() - live_started >= opts.analyst_after_s:
+                analyst_done = True
+                _analyst(cfg, opts.labels, dict(truth), dict(scored), set(alerted))
             if not serve_thread.is_alive():
                 raise ArnstreamError("the scoring service stopped unexpectedly; see the log above")
             if time.monotonic() - last >= 5:
@@ -178,7 +196,7 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
         stop_sim.set()
         sim_thread.join(30)
         stop_serving.set()
-        serve_thread.join(30)
+        serve_thread.join(120)  # a retraining in flight finishes first
         for tail in tails:
             try:
                 tail.stop()
@@ -186,8 +204,54 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
                 log.warning("tail: %s", exc)
         if server is not None:
             server.shutdown()
+    outcomes = service.feedback.outcomes if service.feedback is not None else []
     _summary(truth, scored, alerted, dead[0], malformed[0], address, time.monotonic() - started)
+    _feedback_summary(truth, scored, version_of, outcomes)
     return 130 if interrupted else 0
+
+
+def _analyst(cfg: Config, n_labels: int, truth: dict, scored: dict, alerted: set) -> None:
+    """Label missed attacks (scored, no alert) and false alarms, as an investigation would."""
+    from ..feedback import make_label
+
+    missed = [i for i in scored if truth.get(i, "normal") != "normal" and i not in alerted]
+    false_alarms = [i for i in scored if truth.get(i) == "normal" and i in alerted]
+    n_missed = min(len(missed), max(n_labels - len(false_alarms), round(0.7 * n_labels)))
+    picks = [(i, "anomaly") for i in missed[:n_missed]]
+    picks += [(i, "normal") for i in false_alarms[:n_labels - len(picks)]]
+    producer = open_producer(cfg.kafka, client_id="arnstream-demo-analyst")
+    try:
+        for rid, label in picks:
+            producer.send(cfg.topics.labels, make_label(rid, label, "demo-analyst").to_json(), rid.encode())
+        producer.flush()
+    finally:
+        producer.close()
+    kinds = sorted({truth[i] for i, label in picks if label == "anomaly"})
+    _say(f"      [analyst] labelled {n_missed} missed attacks ({', '.join(kinds) or 'none'}) and "
+         f"{len(picks) - n_missed} false alarms on {cfg.topics.labels}; serve retrains after "
+         f"{cfg.retrain.after_labels} labels")
+
+
+def _feedback_summary(truth: dict, scored: dict, version_of: dict, outcomes: list) -> None:
+    lines = []
+    for o in outcomes:
+        lines.append(f"      retraining ({o.trigger}): {o.outcome}: {o.detail} ({o.seconds:.0f}s)")
+    versions = sorted(set(version_of.values()))
+    if len(versions) > 1:
+        for v in versions:
+            ids = [i for i in scored if version_of.get(i) == v and i in truth]
+            kinds = np.array([truth[i] for i in ids], dtype=object)
+            s = np.array([scored[i] for i in ids])
+            per_attack = []
+            for kind in sorted(set(kinds.tolist()) - {"normal"}):
+                pick = (kinds == kind) | (kinds == "normal")
+                if (kinds[pick] == "normal").any():
+                    auc = detection_metrics((kinds[pick] == kind).astype(int), s[pick])["auc"]
+                    per_attack.append(f"{kind} {auc:.3f}")
+            lines.append(f"      model {v}: {len(ids)} records scored; AUC per attack against normal traffic: "
+                         f"{', '.join(per_attack)}")
+    if lines:
+        print("\n".join(lines), flush=True)
 
 
 def _summary(truth, scored, alerted, dead, malformed, address, seconds) -> None:

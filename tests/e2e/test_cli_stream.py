@@ -150,3 +150,17 @@ def test_retrain_on_demand_reports_the_gate_decision(tmp_path):
     assert "12 anomaly and 0 normal labels" in proc.stderr
     assert proc.stdout.startswith("retrain: promoted: v0002 promoted") or proc.stdout.startswith("retrain: rejected")
     assert "candidate AUC" in proc.stdout
+
+
+def test_a_short_demo_runs_the_whole_loop_and_reports_it(tmp_path):
+    proc = arnstream("demo", "--normal-records", "6000", "--live-seconds", "25", "--rate", "600",
+                     "--epochs", "4", "--analyst-after", "6", "--workdir", str(tmp_path / "demo"),
+                     timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "[4/4] summary" in out and "detection AUC" in out
+    scored, simulated = map(int, out.split("records scored: ")[1].split(" simulated")[0].split(" of "))
+    assert scored == simulated > 10000
+    assert "[analyst] labelled" in proc.stderr
+    assert "retraining (labels): " in out  # promoted or rejected, with the gate's numbers
+    assert "candidate AUC" in out
