@@ -350,13 +350,15 @@ def cmd_serve(args) -> int:
         t = cfg.topics
         ensure_topics(cfg.kafka, [topic, t.scores, t.alerts, t.deadletter], partitions=args.partitions)
         ensure_topics(cfg.kafka, [t.labels])
+    service = Service(cfg, _registry(cfg), metrics, topic=topic, stop=stop)
     try:
-        stats = Service(cfg, _registry(cfg), metrics, topic=topic, stop=stop).run()
+        stats = service.run()
     finally:
         if server is not None:
             server.shutdown()
+    retrained = [o.outcome for o in (service.feedback.outcomes if service.feedback else [])]
     print(f"served {stats.consumed} records: {stats.scored} scored, {stats.anomalies} alerts, "
-          f"{stats.rejected} dead letters")
+          f"{stats.rejected} dead letters" + (f"; retrainings: {', '.join(retrained)}" if retrained else ""))
     return 0
 
 
@@ -539,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1000.0, help="mean records per second (0 = as fast as possible)")
     p.add_argument("--total", type=int, help="stop after this many records")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--attacks", default="", help="comma-separated: scan,synflood,bruteforce,exfiltration (flowsim also: beacon)")
+    p.add_argument("--attacks", default="",
+                   help="comma-separated: scan,synflood,bruteforce,exfiltration (flowsim also: beacon)")
     p.add_argument("--attack-fraction", type=float, default=0.05)
     p.add_argument("--schema", help="flowsim (aggregated flows, default) or netflow (raw flows)")
     p.add_argument("--partitions", type=int, default=1, help="partitions if the topic is created")

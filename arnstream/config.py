@@ -118,6 +118,7 @@ class RetrainConfig:
     gate_fraction: float = 0.3  # share of labels (by record id) kept out of training for the gate
     auc_tolerance: float = 0.01  # candidate AUC / AUPRC may trail the current model by this much
     fpr_tolerance: float = 0.005  # extra alert rate on recent unflagged traffic the candidate may add
+    min_alert_recall: float = 0.9  # share of the current model's recent alerts the candidate must still raise
     weak_weight: float = 5.0  # loss weight of labelled anomalies (eq. 4)
     confirmed_normal_repeat: int = 10  # analyst-confirmed normals count this many times
     epochs: int | None = None  # null = training.epochs

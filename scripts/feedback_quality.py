@@ -6,7 +6,8 @@ scored records (beacons as anomalies, a few normal records as confirmed normals)
 through the real retraining and gate code; then score fresh traffic no model saw with both
 versions. Also retrains on inverted labels, which the gate must reject.
 
-    python scripts/feedback_quality.py [--seeds 0,1,2] [--labels 20] [--live 8000] [--epochs 8] [--retrain-epochs 16]
+    python scripts/feedback_quality.py [--seeds 0,1,2] [--labels 20] [--live 8000] [--attacks beacon,...]
+                                      [--epochs 8] [--retrain-epochs 16]
 """
 
 from __future__ import annotations
@@ -31,15 +32,22 @@ from arnstream.stream.simulator import FlowSimulator  # noqa: E402
 from arnstream.trainer import detector_params, train_on_records  # noqa: E402
 
 
-def quality(artifact, seed: int) -> dict:
+def quality(artifact, seed: int, attacks: tuple[str, ...]) -> dict:
+    """Beacon AUC, FPR and beacon recall on fresh traffic; AUC of every other attack too."""
     from sklearn.metrics import roc_auc_score
 
-    records, truth = FlowSimulator(seed=1000 + seed, attacks=("beacon",), attack_fraction=0.2,
-                                   prefix="fresh").batch(5000)
-    y = np.array([t == "beacon" for t in truth])
+    records, truth = FlowSimulator(seed=1000 + seed, attacks=attacks, attack_fraction=min(0.5, 0.2 * len(attacks)),
+                                   prefix="fresh").batch(5000 * len(attacks))
+    kinds = np.array(truth, dtype=object)
     s = score_records(artifact, records)
     thr = artifact.detector.threshold_
-    return {"auc": roc_auc_score(y, s), "fpr": float((s[~y] > thr).mean()), "recall": float((s[y] > thr).mean())}
+    normal = kinds == "normal"
+    out = {"fpr": float((s[normal] > thr).mean())}
+    for kind in attacks:
+        pick = normal | (kinds == kind)
+        out[f"auc_{kind}"] = roc_auc_score(kinds[pick] == kind, s[pick])
+    out["auc"], out["recall"] = out["auc_beacon"], float((s[kinds == "beacon"] > thr).mean())
+    return out
 
 
 def one_seed(seed: int, args) -> dict:
@@ -53,7 +61,8 @@ def one_seed(seed: int, args) -> dict:
     first = train_on_records(normal, FlowSchema.load("flowsim"), cfg, detector_params(cfg), registry=registry,
                              source={"script": "feedback_quality"}, seed=seed).version
     v1 = registry.load(first)
-    live, truth = FlowSimulator(seed=100 + seed, attacks=("beacon",), attack_fraction=0.01,
+    attacks = tuple(args.attacks.split(","))
+    live, truth = FlowSimulator(seed=100 + seed, attacks=attacks, attack_fraction=0.01 * len(attacks),
                                 prefix="live").batch(args.live)
     scores = score_records(v1, live)
     store = FeedbackStore(cfg.feedback.store)
@@ -67,10 +76,10 @@ def one_seed(seed: int, args) -> dict:
     for rid in normals:
         store.add_label(make_label(rid, "normal", "script"))
     good = retrain(cfg, store, registry, seed=seed)
-    after = quality(registry.load(good.candidate), seed) if good.candidate else None
+    after = quality(registry.load(good.candidate), seed, attacks) if good.candidate else None
     bad = retrain(cfg, store, registry, seed=seed, invert_labels=True)
     store.close()
-    return {"seed": seed, "before": quality(v1, seed), "after": after, "outcome": good.outcome,
+    return {"seed": seed, "before": quality(v1, seed, attacks), "after": after, "outcome": good.outcome,
             "bad_outcome": bad.outcome, "gate": good.gate.summary() if good.gate else good.detail,
             "seconds": good.seconds}
 
@@ -79,7 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--labels", type=int, default=20)
-    ap.add_argument("--live", type=int, default=8000, help="live records scored into the store (1%% beacons)")
+    ap.add_argument("--live", type=int, default=8000, help="live records scored into the store")
+    ap.add_argument("--attacks", default="beacon", help="attacks in live traffic, 1%% each (beacon first)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--retrain-epochs", type=int, default=16)
     args = ap.parse_args()
@@ -97,6 +107,11 @@ def main() -> None:
               f"{a['recall']:.3f} | {r['outcome']} | {r['bad_outcome']} | {r['seconds']:.0f} |")
     for r in rows:
         print(f"seed {r['seed']} gate: {r['gate']}")
+    others = [k for k in rows[0]["before"] if k.startswith("auc_") and k != "auc_beacon"]
+    for r in rows:
+        if others and r["after"]:
+            print(f"seed {r['seed']} other attacks, AUC before -> after: " + ", ".join(
+                f"{k[4:]} {r['before'][k]:.3f} -> {r['after'][k]:.3f}" for k in others))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,16 @@ Both models score the same held-out evidence, each through its own encoder:
   threshold. The model in use raised no alert on those records when it scored them, so
   for the candidate this is the extra alert rate it would add. It cannot tell a new true
   detection from a false alarm (an attack nobody labelled looks like traffic here), which is
-  why it is a tolerance on alert volume rather than a strict zero.
+  why it is a tolerance on alert volume rather than a strict zero;
+- the recent alerts of the model in use that no analyst labelled (never training data):
+  the share the candidate still raises. Labels teach what was missed; this catches a
+  candidate that learned it and forgot what the current model already caught (measured:
+  a short retraining that lifted beacon AUC dropped brute-force AUC to 0.07).
 
 The candidate passes when neither AUC nor AUPRC trails the current model's by more than
-`auc_tolerance` and its alert rate stays within `max(current, target_fpr) + fpr_tolerance`.
+`auc_tolerance`, its alert rate stays within `max(current, target_fpr) + fpr_tolerance`,
+and it raises at least `min_alert_recall` of the recent alerts (checked from
+MIN_ALERTS_FOR_RECALL alerts on).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import numpy as np
 from ..evaluation.metrics import detection_metrics
 from ..features import RecordEncoder
 
+MIN_ALERTS_FOR_RECALL = 20  # fewer recent alerts than this say too little to gate on
+
 
 @dataclass
 class GateReport:
@@ -31,8 +39,9 @@ class GateReport:
     n_positive: int
     n_negative: int
     n_recent: int
-    candidate: dict  # auc, auprc, alert_rate
+    candidate: dict  # auc, auprc, alert_rate, alert_recall
     current: dict | None  # None when no model is in use
+    n_alerts: int = 0
     reasons: list[str] = field(default_factory=list)  # why it failed; empty when it passed
 
     def as_dict(self) -> dict:
@@ -40,10 +49,11 @@ class GateReport:
 
     def summary(self) -> str:
         def fmt(m):
-            return (f"AUC {m['auc']:.4f} AUPRC {m['auprc']:.4f} alert rate {m['alert_rate']:.4f}"
-                    if m else "none")
+            return (f"AUC {m['auc']:.4f} AUPRC {m['auprc']:.4f} alert rate {m['alert_rate']:.4f} "
+                    f"recent alerts kept {m['alert_recall']:.3f}" if m else "none")
         return (f"candidate {fmt(self.candidate)}; current {fmt(self.current)} "
-                f"({self.n_positive} held-out anomalies, {self.n_negative} negatives, {self.n_recent} recent)")
+                f"({self.n_positive} held-out anomalies, {self.n_negative} negatives, {self.n_recent} recent, "
+                f"{self.n_alerts} recent alerts)")
 
 
 def score_records(artifact, records: Sequence[dict]) -> np.ndarray:
@@ -61,8 +71,9 @@ def score_records(artifact, records: Sequence[dict]) -> np.ndarray:
 
 def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[dict],
              recent: Sequence[dict], *, auc_tolerance: float, fpr_tolerance: float,
-             target_fpr: float) -> GateReport:
-    """candidate/current: loaded artifacts (current may be None). negatives exclude `recent`."""
+             target_fpr: float, alerts: Sequence[dict] = (), min_alert_recall: float = 0.0) -> GateReport:
+    """candidate/current: loaded artifacts (current may be None). negatives exclude `recent`;
+    alerts: recent records the current model flagged (unlabelled)."""
     kind = np.r_[np.ones(len(positives)), np.zeros(len(negatives)), np.full(len(recent), -1)]  # -1: recent
     records = [*positives, *negatives, *recent]
     models = {"candidate": candidate, "current": current}
@@ -80,7 +91,11 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
             m = {"auc": float("nan"), "auprc": float("nan")}
         threshold = models[name].detector.threshold_
         m["alert_rate"] = float((s[is_recent] > threshold).mean()) if is_recent.any() else 0.0
+        kept = alert_scores[name][~np.isnan(alert_scores[name])] > threshold
+        m["alert_recall"] = float(kept.mean()) if len(kept) else float("nan")
         return m
+
+    alert_scores = {name: score_records(a, alerts) for name, a in models.items() if a is not None}
 
     c = metrics("candidate")
     k = metrics("current") if current is not None else None
@@ -94,5 +109,8 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
     limit = max(k["alert_rate"] if k else 0.0, target_fpr) + fpr_tolerance
     if c["alert_rate"] > limit:
         reasons.append(f"alert rate on recent unflagged traffic {c['alert_rate']:.4f} > {limit:.4f}")
+    if len(alerts) >= MIN_ALERTS_FOR_RECALL and c["alert_recall"] < min_alert_recall:
+        reasons.append(f"raises {c['alert_recall']:.3f} of the current model's {len(alerts)} recent alerts "
+                       f"< {min_alert_recall}")
     return GateReport(not reasons, int(is_positive.sum()), int((~is_positive).sum()), int(is_recent.sum()),
-                      c, k, reasons)
+                      c, k, n_alerts=len(alerts), reasons=reasons)

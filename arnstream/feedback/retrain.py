@@ -7,7 +7,8 @@ anomalies, which the detector uses as eq. 4 prescribes (weighted by `weak_weight
 
 Labels are split by record id into training and gate shares (a hash, so a label stays on
 its side across retrainings as labels accumulate); the gate also keeps every fifth recent
-record out of training. The candidate is registered unpromoted, the gate (gate.py) decides,
+record out of training, and judges with the model's recent unlabelled alerts (which never
+train anything). The candidate is registered unpromoted, the gate (gate.py) decides,
 and the decision with its numbers goes to the log, the registry's history and the caller
 (which counts it in `arnstream_retrain_total{outcome}`).
 
@@ -41,9 +42,13 @@ GATE_RECENT_EVERY = 5  # every fifth recent record is kept for the gate
 GATE_RECENT_MAX = 5000
 
 
+class RetrainCancelled(ArnstreamError):
+    """Raised from the progress callback to stop a retraining between epochs (shutdown)."""
+
+
 @dataclass
 class RetrainOutcome:
-    outcome: str  # promoted | rejected | skipped | failed
+    outcome: str  # promoted | rejected | skipped | cancelled | failed
     trigger: str
     detail: str
     candidate: str | None = None
@@ -127,6 +132,8 @@ def retrain(cfg: Config, store: FeedbackStore, registry: Registry, *, trigger: s
     try:
         store.set_meta(LAST_RETRAIN, repr(time.time()))
         outcome = _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels)
+    except RetrainCancelled as exc:
+        outcome = RetrainOutcome("cancelled", trigger, str(exc))
     except ArnstreamError as exc:
         outcome = RetrainOutcome("failed", trigger, str(exc))
     finally:
@@ -155,9 +162,11 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
     in_gate = len(gate_recent) * GATE_RECENT_EVERY  # positions below this, on the stride, went to the gate
     train_recent = [rec for i, rec in enumerate(recent)
                     if i % GATE_RECENT_EVERY or i >= in_gate][:r.normal_window]
+    gate_alerts = store.recent_flagged(GATE_RECENT_MAX)  # never training data: all can judge
     counts = {"recent_normals": len(train_recent), "confirmed_normals": len(confirmed),
               "labelled_anomalies": len(anomalies), "gate_anomalies": sum(x.y for x in gate_labels),
-              "gate_normals": sum(1 - x.y for x in gate_labels), "gate_recent": len(gate_recent)}
+              "gate_normals": sum(1 - x.y for x in gate_labels), "gate_recent": len(gate_recent),
+              "gate_alerts": len(gate_alerts)}
     base = RetrainOutcome("skipped", trigger, "", current=current_name, counts=counts)
     if len(anomalies) < r.min_anomaly_labels:
         base.detail = (f"{len(anomalies)} labelled anomalies for training; at least "
@@ -179,7 +188,8 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
     report = run_gate(candidate, current, [x.record for x in gate_labels if x.y == 1],
                       [x.record for x in gate_labels if x.y == 0], gate_recent,
                       auc_tolerance=r.auc_tolerance, fpr_tolerance=r.fpr_tolerance,
-                      target_fpr=cfg.training.target_fpr)
+                      target_fpr=cfg.training.target_fpr, alerts=gate_alerts,
+                      min_alert_recall=r.min_alert_recall)
     base.candidate, base.gate = result.version, report
     if report.passed:
         registry.promote(result.version)

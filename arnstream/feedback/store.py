@@ -103,6 +103,13 @@ class FeedbackStore:
             "ORDER BY scored_at DESC LIMIT ?", (limit,)).fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
+    def recent_flagged(self, limit: int) -> list[dict]:
+        """The newest records the serving model flagged and no analyst labelled."""
+        rows = self.db.execute(
+            "SELECT record FROM scored WHERE flagged = 1 AND record_id NOT IN (SELECT record_id FROM labels) "
+            "ORDER BY scored_at DESC LIMIT ?", (limit,)).fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
     # ------------------------------------------------------------- labels
     def add_label(self, label: Label, now: float | None = None) -> str:
         """Join a label to its record. Returns "new", "replaced", "duplicate" or "outdated".

@@ -71,8 +71,10 @@ def run_demo(cfg: Config, opts: DemoOptions) -> int:
     cfg = dataclasses.replace(
         cfg, registry=dataclasses.replace(cfg.registry, dir=str(workdir / "registry")),
         feedback=dataclasses.replace(cfg.feedback, store=str(workdir / "feedback.sqlite3"), maintain_interval_s=2.0),
-        # retrain once the analyst's labels are in, quickly enough to serve with the result
-        retrain=dataclasses.replace(cfg.retrain, after_labels=opts.labels or None, epochs=opts.epochs,
+        # retrain once the analyst's labels are in, quickly enough to serve with the result for a
+        # while: two thirds of the epochs on a small window (it shares the cores with scoring)
+        retrain=dataclasses.replace(cfg.retrain, after_labels=opts.labels or None,
+                                    epochs=max(2, 2 * opts.epochs // 3),
                                     normal_window=min(cfg.retrain.normal_window, 10000)))
     started = time.monotonic()
     with open(workdir / "broker.log", "wb") as broker_log, EmbeddedBroker(log_file=broker_log) as broker:
@@ -195,8 +197,10 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
     finally:
         stop_sim.set()
         sim_thread.join(30)
+        if service.feedback is not None and not interrupted:
+            _await_retraining(service)
         stop_serving.set()
-        serve_thread.join(120)  # a retraining in flight finishes first
+        serve_thread.join(30)
         for tail in tails:
             try:
                 tail.stop()
@@ -208,6 +212,15 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
     _summary(truth, scored, alerted, dead[0], malformed[0], address, time.monotonic() - started)
     _feedback_summary(truth, scored, version_of, outcomes)
     return 130 if interrupted else 0
+
+
+def _await_retraining(service) -> None:
+    """Stopping serve cancels a retraining in flight; the demo lets it finish to report it."""
+    if service.feedback.retraining:
+        _say("      waiting for the retraining in flight")
+    deadline = time.monotonic() + 300
+    while service.feedback.retraining and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def _analyst(cfg: Config, n_labels: int, truth: dict, scored: dict, alerted: set) -> None:

@@ -6,7 +6,8 @@ each label to its stored record, sends what cannot be joined or parsed to the de
 topic with the reason, and commits after that output is acknowledged (a re-read label is
 harmless: labels are idempotent). Every `feedback.maintain_interval_s` it evicts old scored
 records and asks the retrain policy; a due retraining runs here, never in the poll loop, so
-scoring goes on meanwhile (label reading pauses; the labels wait in Kafka).
+scoring goes on meanwhile (label reading pauses; the labels wait in Kafka). On shutdown a
+retraining in flight is cancelled at the end of its current epoch.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import time
 from ..config import Config
 from ..errors import BrokerError, RecordError
 from ..feedback import FeedbackStore, parse_label, retrain, retrain_due
-from ..feedback.retrain import RetrainOutcome
+from ..feedback.retrain import RetrainCancelled, RetrainOutcome
 from ..observability import ServeMetrics
 from ..registry import Registry
-from .client import Message, first_offsets, next_offsets, open_consumer, open_producer
+from .client import Message, first_offsets, list_partitions, next_offsets, open_consumer, open_producer
 from .scoring import dead_letter
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class FeedbackWorker(threading.Thread):
         super().__init__(name="arnstream-feedback", daemon=True)
         self.cfg, self.registry, self.metrics, self.stop = cfg, registry, metrics, stop
         self.outcomes: list[RetrainOutcome] = []  # for the caller's summary and for tests
+        self.retraining = False
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -52,6 +54,9 @@ class FeedbackWorker(threading.Thread):
         cfg = self.cfg
         store = open_store(cfg)
         group = f"{cfg.kafka.group}-labels"
+        if not list_partitions(cfg.kafka, cfg.topics.labels):
+            log.warning("labels topic %s does not exist yet (create it, or run serve with --create-topics); "
+                        "labels are read once it does", cfg.topics.labels)
         consumer = open_consumer(cfg.kafka, [cfg.topics.labels], group, from_beginning=True,
                                  client_id="arnstream-feedback")
         producer = open_producer(cfg.kafka, client_id="arnstream-feedback")
@@ -113,10 +118,19 @@ class FeedbackWorker(threading.Thread):
             self.run_retrain(store, trigger)
 
     def run_retrain(self, store: FeedbackStore, trigger: str) -> RetrainOutcome:
-        outcome = retrain(self.cfg, store, self.registry, trigger=trigger)
+        self.retraining = True
+        try:
+            outcome = retrain(self.cfg, store, self.registry, trigger=trigger, progress=self._stop_between_epochs)
+        finally:
+            self.retraining = False
         record_outcome(self.metrics, outcome)
         self.outcomes.append(outcome)
         return outcome
+
+
+    def _stop_between_epochs(self, record) -> None:
+        if self.stop.is_set():  # SIGTERM must not wait for a whole retraining
+            raise RetrainCancelled(f"serve is stopping; retraining cancelled after epoch {record.epoch}")
 
 
 def record_outcome(metrics: ServeMetrics, outcome: RetrainOutcome) -> None:

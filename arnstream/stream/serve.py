@@ -170,7 +170,7 @@ class Service:
             consumer.close()
             self._producer.close()
             if self.feedback is not None:
-                self.stop.set()  # the worker shares the stop event; a retraining in flight finishes first
+                self.stop.set()  # the worker shares the stop event; a retraining stops after its epoch
                 self.feedback.join()
                 self.store.close()
             log.info("stopped after %d batches: %d consumed, %d scored, %d rejected, %d anomalies",

@@ -3,9 +3,10 @@
 Records follow the `flowsim` schema (per-connection flows already aggregated, as in KDD):
 several services with heavy-tailed (log-normal) sizes, and a diurnal-ish rate (a compressed
 "day" of `day_seconds`, busiest at mid-day). Attacks are port scan, SYN flood, SSH brute
-force and exfiltration (and `beacon`, which only labels teach: see data/synthetic.py). `netflow_sim.py` simulates raw flows of a small network for the
-`netflow` schema. The ground truth travels in a message header (`arnstream-truth`:
-"normal" or the attack's name), never in the record, so serve cannot peek at it.
+force, exfiltration and `beacon` (which only analyst labels teach: see data/synthetic.py).
+`netflow_sim.py` simulates raw flows of a small network for the `netflow` schema. The
+ground truth travels in a message header (`arnstream-truth`: "normal" or the attack's
+name), never in the record, so serve cannot peek at it.
 """
 
 from __future__ import annotations

@@ -112,3 +112,42 @@ def test_the_gate_rejects_a_candidate_that_ranks_labelled_anomalies_worse(tmp_pa
     assert not report.passed and any("AUC" in r for r in report.reasons)
     assert report.candidate["auc"] < report.current["auc"]
     assert run_gate(good, good, positives, negatives[:50], negatives[50:], **kwargs).passed
+
+
+def test_a_retraining_cancelled_between_epochs_registers_nothing(served):
+    from arnstream.feedback.retrain import RetrainCancelled
+
+    cfg, store, first, live, truth = served
+    for r in [r for r, t in zip(live, truth) if t == "scan"][:6]:
+        store.add_label(make_label(r["flow_id"], "anomaly", "ana"))
+    arn = load_config(None, {}, {"model.name": "arn-n", "retrain.epochs": 3, "training.batch_size": 256,
+                                 "runtime.device": "cpu", "registry.dir": cfg.registry.dir,
+                                 "retrain.min_anomaly_labels": 2})
+
+    def stop_after_first(record):
+        raise RetrainCancelled(f"stopping after epoch {record.epoch}")
+
+    registry = Registry(cfg.registry.dir)
+    outcome = retrain(arn, store, registry, progress=stop_after_first)
+    assert outcome.outcome == "cancelled" and "epoch 1" in outcome.detail
+    assert [v.name for v in registry.list()] == [first] and registry.current() == first
+    lock = RetrainLock(registry)
+    assert lock.acquire(), "the lock is released after a cancellation"
+    lock.release()
+
+
+def test_the_gate_rejects_a_candidate_that_stops_raising_the_current_models_alerts(tmp_path):
+    cfg = _cfg(tmp_path)
+    clean, _ = FlowSimulator(seed=0, prefix="clean").batch(3000)
+    mixed, _ = FlowSimulator(seed=2, attacks=("synflood",), attack_fraction=0.3, prefix="mixed").batch(3000)
+    registry = Registry(cfg.registry.dir)
+    current, forgetful = registry.load(_train(cfg, clean)), registry.load(_train(cfg, mixed, promote=False))
+    probe, truth = FlowSimulator(seed=3, attacks=("scan", "synflood"), attack_fraction=0.3, prefix="p").batch(3000)
+    scans = [r for r, t in zip(probe, truth) if t == "scan"][:20]  # the labelled, held-out evidence
+    floods = [r for r, t in zip(probe, truth) if t == "synflood"]  # what the current model alerts on
+    normals = [r for r, t in zip(probe, truth) if t == "normal"]
+    kwargs = dict(auc_tolerance=1.0, fpr_tolerance=1.0, target_fpr=0.001, min_alert_recall=0.9)
+    report = run_gate(forgetful, current, scans, normals[:50], normals[50:], alerts=floods, **kwargs)
+    assert report.current["alert_recall"] > 0.9 > report.candidate["alert_recall"]
+    assert not report.passed and any("recent alerts" in r for r in report.reasons)
+    assert run_gate(current, current, scans, normals[:50], normals[50:], alerts=floods, **kwargs).passed
