@@ -122,6 +122,7 @@ class RetrainConfig:
     weak_weight: float = 5.0  # loss weight of labelled anomalies (eq. 4)
     confirmed_normal_repeat: int = 10  # analyst-confirmed normals count this many times
     epochs: int | None = None  # null = training.epochs
+    warm_start: bool = False  # continue from the current model (its encoder and weights) instead of anew
 
 
 @dataclass

@@ -44,13 +44,15 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
                      registry: Registry, source: dict, seed: int = 0, holdout: float = 0.1,
                      promote: bool = True, progress: Callable | None = None,
                      anomalies: Sequence[dict] = (), derived: bool = False,
-                     card_extra: dict | None = None) -> TrainResult:
+                     card_extra: dict | None = None, warm_start=None) -> TrainResult:
     """Fit encoder + detector on `records` (normal traffic) and register the result.
 
     anomalies: analyst-labelled anomalous records, used as eq. 4 prescribes (the encoder is
     still fitted on normals only, and the threshold calibrated on held-out normals).
     derived: the records already carry their window features (the feedback store keeps them
     so); otherwise the schema's traffic windows are replayed over them in timestamp order.
+    warm_start: a loaded artifact to continue training from (its encoder and weights), with
+    `params` applied to it; without it, a fresh encoder and model.
     """
     started = time.monotonic()
     if derived:
@@ -63,7 +65,8 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
     is_holdout = rng.random(len(records)) < holdout
     train = [r for r, h in zip(records, is_holdout) if not h]
     held = [r for r, h in zip(records, is_holdout) if h]
-    encoder = RecordEncoder(schema).fit(train)
+    encoder = (RecordEncoder.from_dict(warm_start.encoder_state) if warm_start is not None
+               else RecordEncoder(schema).fit(train))
     batch = encoder.transform_batch(train)
     held_batch = encoder.transform_batch(held)
     n_rejected = len(batch.rejected) + len(held_batch.rejected) + len(not_windowed)
@@ -72,7 +75,13 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
         log.warning("%d training records were invalid and skipped; first: %s", n_rejected, first)
     X, X_hold = batch.X, held_batch.X
     X_anom = encoder.transform_batch(list(anomalies)).X if len(anomalies) else X[:0]
-    detector = make_detector(cfg.model.name, **{"seed": seed, **params})
+    if warm_start is not None:
+        detector = warm_start.detector
+        for name, value in {"seed": seed, **params}.items():
+            setattr(detector, name, value)
+        detector.warm_start = True
+    else:
+        detector = make_detector(cfg.model.name, **{"seed": seed, **params})
     if progress is not None and hasattr(detector, "progress"):
         detector.progress = progress
     groups = [(g.start, g.stop) for g in encoder.categorical_groups_]

@@ -7,7 +7,7 @@ through the real retraining and gate code; then score fresh traffic no model saw
 versions. Also retrains on inverted labels, which the gate must reject.
 
     python scripts/feedback_quality.py [--seeds 0,1,2] [--labels 20] [--live 8000] [--attacks beacon,...]
-                                      [--epochs 8] [--retrain-epochs 16]
+                                      [--normal 6000] [--epochs 8] [--retrain-epochs 16] [--warm-start]
 """
 
 from __future__ import annotations
@@ -54,10 +54,11 @@ def one_seed(seed: int, args) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"feedback-q{seed}-"))
     cfg = load_config(None, {}, {"training.epochs": args.epochs, "training.batch_size": 256,
                                  "runtime.device": "cpu", "retrain.epochs": args.retrain_epochs,
+                                 "retrain.warm_start": args.warm_start,
                                  "registry.dir": str(work / "registry"),
                                  "feedback.store": str(work / "store.sqlite3")})
     registry = Registry(cfg.registry.dir)
-    normal, _ = FlowSimulator(seed=seed, prefix="train").batch(6000)
+    normal, _ = FlowSimulator(seed=seed, prefix="train").batch(args.normal)
     first = train_on_records(normal, FlowSchema.load("flowsim"), cfg, detector_params(cfg), registry=registry,
                              source={"script": "feedback_quality"}, seed=seed).version
     v1 = registry.load(first)
@@ -92,6 +93,8 @@ def main() -> None:
     ap.add_argument("--attacks", default="beacon", help="attacks in live traffic, 1%% each (beacon first)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--retrain-epochs", type=int, default=16)
+    ap.add_argument("--normal", type=int, default=6000, help="normal records the first model trains on")
+    ap.add_argument("--warm-start", action="store_true", help="retrain from the current model (retrain.warm_start)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch

@@ -182,6 +182,8 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
     result = train_on_records(train_recent + confirmed * r.confirmed_normal_repeat, schema, cfg, params,
                               registry=registry, seed=seed, promote=False, progress=progress,
                               anomalies=anomalies, derived=True,
+                              # a second copy: training it must not change the `current` the gate judges by
+                              warm_start=registry.load(current_name) if r.warm_start and current else None,
                               source={"kind": "feedback", "trigger": trigger, **counts},
                               card_extra={"retrained_from": current_name})
     candidate = registry.load(result.version)

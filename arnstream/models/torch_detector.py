@@ -42,6 +42,8 @@ class TorchDetector(Detector):
 
     # progress callback for the CLI: called with each EpochRecord; not a hyper-parameter
     progress: Callable[[EpochRecord], None] | None = None
+    # continue from the fitted module on the next fit (feedback retraining); not a hyper-parameter
+    warm_start: bool = False
 
     # ------------------------------------------------------------ subclass API
     def build_module(self, n_features: int) -> torch.nn.Module:
@@ -69,12 +71,17 @@ class TorchDetector(Detector):
     # -------------------------------------------------------------- machinery
     def _start_training(self, n_features: int, feature_groups=()) -> None:
         """What every fit starts from: seeded RNGs, a fresh module, its optimisers."""
+        keep = (self.warm_start and getattr(self, "module_", None) is not None
+                and self.n_features_in_ == n_features)
         self.n_features_in_ = n_features
         self.feature_groups_ = tuple(tuple(g) for g in feature_groups)
         self.device_ = resolve_device(self.device)
         torch.manual_seed(self.seed)
         np.random.seed(self.seed % (2**32))
-        self.module_ = self.build_module(n_features).to(self.device_)
+        if keep:
+            self.module_ = self.module_.to(self.device_)
+        else:
+            self.module_ = self.build_module(n_features).to(self.device_)
         self._X_val = self._y_val = None
         self.configure(self.module_)
         self.module_.train()

@@ -1,7 +1,9 @@
+import numpy as np
 import orjson
 import pytest
 
 from arnstream.config import load_config
+from arnstream.features import RecordEncoder
 from arnstream.feedback import FeedbackStore, make_label, retrain, retrain_due
 from arnstream.feedback.gate import run_gate
 from arnstream.feedback.retrain import RetrainLock, split_labels
@@ -151,3 +153,32 @@ def test_the_gate_rejects_a_candidate_that_stops_raising_the_current_models_aler
     assert report.current["alert_recall"] > 0.9 > report.candidate["alert_recall"]
     assert not report.passed and any("recent alerts" in r for r in report.reasons)
     assert run_gate(current, current, scans, normals[:50], normals[50:], alerts=floods, **kwargs).passed
+
+
+def test_a_warm_start_continues_from_the_current_model_and_leaves_it_untouched(tmp_path):
+    cfg = load_config(None, {}, {"model.name": "arn-n", "training.epochs": 2, "training.batch_size": 256,
+                                 "runtime.device": "cpu", "registry.dir": str(tmp_path / "registry"),
+                                 "retrain.warm_start": True, "retrain.epochs": 1, "retrain.min_anomaly_labels": 1})
+    train, _ = FlowSimulator(seed=0, prefix="train").batch(2000)
+    first = _train_arn(cfg, train)
+    live, truth = FlowSimulator(seed=1, attacks=("beacon",), attack_fraction=0.05, prefix="live").batch(2000)
+    store = FeedbackStore(tmp_path / "store.sqlite3")
+    store.put_scored([(r["flow_id"], first, 0.1, False, orjson.dumps(r)) for r in live])
+    for r in [r for r, t in zip(live, truth) if t == "beacon"][:8]:
+        store.add_label(make_label(r["flow_id"], "anomaly", "ana"))
+    registry = Registry(cfg.registry.dir)
+    before = registry.load(first).detector.score(np.zeros((1, registry.load(first).detector.n_features_in_)))
+    outcome = retrain(cfg, store, registry)
+    store.close()
+    candidate, current = registry.load(outcome.candidate), registry.load(first)
+    assert candidate.encoder_state == current.encoder_state  # the same input layout, so the same weights fit
+    assert current.detector.score(np.zeros((1, current.detector.n_features_in_))) == pytest.approx(before)
+    # for contrast: a retraining from scratch would fit its encoder to the new window
+    assert RecordEncoder(FlowSchema.load("flowsim")).fit(live).to_dict() != current.encoder_state
+
+
+def _train_arn(cfg, records) -> str:
+    from arnstream.trainer import detector_params
+
+    return train_on_records(records, FlowSchema.load("flowsim"), cfg, detector_params(cfg),
+                            registry=Registry(cfg.registry.dir), source={}).version
