@@ -136,6 +136,9 @@ def retrain(cfg: Config, store: FeedbackStore, registry: Registry, *, trigger: s
         outcome = RetrainOutcome("cancelled", trigger, str(exc))
     except ArnstreamError as exc:
         outcome = RetrainOutcome("failed", trigger, str(exc))
+    except Exception as exc:  # noqa: BLE001  a crash in training must not end serve's feedback thread
+        log.exception("retraining crashed")
+        outcome = RetrainOutcome("failed", trigger, f"{type(exc).__name__}: {exc}")
     finally:
         lock.release()
     outcome.seconds = round(time.monotonic() - started, 2)

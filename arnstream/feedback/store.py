@@ -8,7 +8,9 @@
     meta     small key/value facts shared by replicas (when the last retraining ran)
 
 Eviction (`maintain`): scored records older than `max_age_s` go first, then the oldest ones
-beyond `max_records`; labels are never evicted (they are few, and they are the training
+beyond `max_records` (rowid order is scoring order: a re-scored record is re-inserted; no
+time index, since one more b-tree per row cost serve 20% of its store writes, and the scan
+runs in the feedback thread every `maintain_interval_s`); labels are never evicted (they are few, and they are the training
 signal). A label for a record that is not (or no longer) in `scored` is an error.
 
 One connection per thread (sqlite3's rule); WAL mode lets serve write scored records while
@@ -32,7 +34,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scored (
     record_id TEXT PRIMARY KEY, scored_at REAL NOT NULL, model_version TEXT NOT NULL,
     score REAL NOT NULL, flagged INTEGER NOT NULL, record BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS scored_by_time ON scored (scored_at);
+DROP INDEX IF EXISTS scored_by_time;
 CREATE TABLE IF NOT EXISTS labels (
     record_id TEXT PRIMARY KEY, label INTEGER NOT NULL, analyst TEXT NOT NULL, at REAL NOT NULL,
     note TEXT, received_at REAL NOT NULL, record BLOB NOT NULL, score REAL, flagged INTEGER,
@@ -89,8 +91,8 @@ class FeedbackStore:
             by_size = 0
             if over > 0:
                 by_size = self.db.execute(
-                    "DELETE FROM scored WHERE record_id IN "
-                    "(SELECT record_id FROM scored ORDER BY scored_at LIMIT ?)", (over,)).rowcount
+                    "DELETE FROM scored WHERE rowid IN (SELECT rowid FROM scored ORDER BY rowid LIMIT ?)",
+                    (over,)).rowcount
         return Evicted(by_age, by_size)
 
     def count_scored(self) -> int:
@@ -100,14 +102,14 @@ class FeedbackStore:
         """The newest records the serving model did not flag and no analyst labelled."""
         rows = self.db.execute(
             "SELECT record FROM scored WHERE flagged = 0 AND record_id NOT IN (SELECT record_id FROM labels) "
-            "ORDER BY scored_at DESC LIMIT ?", (limit,)).fetchall()
+            "ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
     def recent_flagged(self, limit: int) -> list[dict]:
         """The newest records the serving model flagged and no analyst labelled."""
         rows = self.db.execute(
             "SELECT record FROM scored WHERE flagged = 1 AND record_id NOT IN (SELECT record_id FROM labels) "
-            "ORDER BY scored_at DESC LIMIT ?", (limit,)).fetchall()
+            "ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
     # ------------------------------------------------------------- labels
