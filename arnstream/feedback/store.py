@@ -10,8 +10,8 @@
 Eviction (`maintain`): scored records older than `max_age_s` go first, then the oldest ones
 beyond `max_records` (rowid order is scoring order: a re-scored record is re-inserted; no
 time index, since one more b-tree per row cost serve 20% of its store writes, and the scan
-runs in the feedback thread every `maintain_interval_s`); labels are never evicted (they are few, and they are the training
-signal). A label for a record that is not (or no longer) in `scored` is an error.
+runs in the feedback thread every `maintain_interval_s`); labels are never evicted (they
+are few, and they are the training signal). A label for a record that is not (or no longer) in `scored` is an error.
 
 One connection per thread (sqlite3's rule); WAL mode lets serve write scored records while
 the feedback thread, a `retrain` command or another replica on the same host reads.

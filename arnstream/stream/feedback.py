@@ -54,7 +54,12 @@ class FeedbackWorker(threading.Thread):
         cfg = self.cfg
         store = open_store(cfg)
         group = f"{cfg.kafka.group}-labels"
-        if not list_partitions(cfg.kafka, cfg.topics.labels):
+        missing = False
+        try:
+            missing = not list_partitions(cfg.kafka, cfg.topics.labels)
+        except BrokerError as exc:  # the consumer below retries by itself; this check is advice only
+            log.warning("cannot check the labels topic: %s", exc)
+        if missing:
             log.warning("labels topic %s does not exist yet (create it, or run serve with --create-topics); "
                         "labels are read once it does", cfg.topics.labels)
         consumer = open_consumer(cfg.kafka, [cfg.topics.labels], group, from_beginning=True,

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import orjson
-import pytest
 
 from arnstream.feedback import FeedbackStore, make_label, retrain
 from arnstream.feedback.gate import score_records

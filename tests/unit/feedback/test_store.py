@@ -25,7 +25,8 @@ def test_a_label_joins_its_record_and_labels_are_idempotent(store):
     assert store.add_label(make_label("a", "anomaly", "bob", at=2.0)) == "duplicate"
     assert store.label_counts() == {"anomaly": 1, "normal": 0}
     assert store.add_label(make_label("a", "normal", "bob", at=3.0)) == "replaced"
-    assert store.add_label(make_label("a", "anomaly", "eve", at=0.5)) == "outdated"  # older than the label it would replace
+    # older than the label it would replace: ignored
+    assert store.add_label(make_label("a", "anomaly", "eve", at=0.5)) == "outdated"
     [labelled] = store.labelled()
     assert (labelled.record_id, labelled.y, labelled.record) == ("a", 0, {"flow_id": "a", "x": 0})
 
