@@ -427,6 +427,8 @@ def cmd_retrain(args) -> int:
 
     cfg = _config(args)
     _apply_runtime(cfg)
+    if args.epochs:  # --epochs also set training.epochs; retrain.epochs, if configured, would win
+        cfg.retrain.epochs = args.epochs
     if not Path(cfg.feedback.store).is_file():
         raise ArnstreamError(f"no feedback store at {cfg.feedback.store} (feedback.store): serve writes it "
                              "while it scores; labels join records there")
