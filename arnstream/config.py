@@ -123,6 +123,7 @@ class RetrainConfig:
     confirmed_normal_repeat: int = 10  # analyst-confirmed normals count this many times
     epochs: int | None = None  # null = training.epochs
     warm_start: bool = False  # continue from the current model (its encoder and weights) instead of anew
+    params: dict = field(default_factory=dict)  # detector overrides for retraining only, e.g. {lr_d: 1.0e-4}
 
 
 @dataclass

@@ -8,6 +8,7 @@ versions. Also retrains on inverted labels, which the gate must reject.
 
     python scripts/feedback_quality.py [--seeds 0,1,2] [--labels 20] [--live 8000] [--attacks beacon,...]
                                       [--normal 6000] [--epochs 8] [--retrain-epochs 16] [--warm-start]
+                                      [--retrain-lr-d 1e-4]
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def one_seed(seed: int, args) -> dict:
     cfg = load_config(None, {}, {"training.epochs": args.epochs, "training.batch_size": 256,
                                  "runtime.device": "cpu", "retrain.epochs": args.retrain_epochs,
                                  "retrain.warm_start": args.warm_start,
+                                 "retrain.params": {"lr_d": args.retrain_lr_d} if args.retrain_lr_d else {},
                                  "registry.dir": str(work / "registry"),
                                  "feedback.store": str(work / "store.sqlite3")})
     registry = Registry(cfg.registry.dir)
@@ -95,6 +97,7 @@ def main() -> None:
     ap.add_argument("--retrain-epochs", type=int, default=16)
     ap.add_argument("--normal", type=int, default=6000, help="normal records the first model trains on")
     ap.add_argument("--warm-start", action="store_true", help="retrain from the current model (retrain.warm_start)")
+    ap.add_argument("--retrain-lr-d", type=float, help="discriminator learning rate when retraining")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch

@@ -5,8 +5,8 @@ labelled (`retrain.normal_window`), plus analyst-confirmed normals (false positi
 most valuable normals: counted `confirmed_normal_repeat` times), plus the labelled
 anomalies, which the detector uses as eq. 4 prescribes (weighted by `weak_weight`).
 
-Labels are split by record id into training and gate shares (a hash, so a label stays on
-its side across retrainings as labels accumulate); the gate also keeps every fifth recent
+Labels are split by record id into training and gate shares (in hash order: see
+split_labels); the gate also keeps every fifth recent
 record out of training, and judges with the model's recent unlabelled alerts (which never
 train anything). The candidate is registered unpromoted, the gate (gate.py) decides,
 and the decision with its numbers goes to the log, the registry's history and the caller
@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -100,16 +101,20 @@ def retrain_due(cfg: Config, store: FeedbackStore, now: float | None = None) -> 
 
 
 def split_labels(labelled: list[LabelledRecord], gate_fraction: float) -> tuple[list, list]:
-    """(train, gate) by a hash of the record id; each class with >= 2 labels gives the gate one."""
+    """(train, gate) per class, in the order of a hash of the record id.
+
+    The gate takes every label whose hash falls below `gate_fraction` (so such a label stays
+    held out as labels accumulate) and, if that is short of the fraction, the next ones in
+    hash order; each class with two or more labels gives it at least one and keeps one.
+    """
     train, gate = [], []
     for y in (0, 1):
         group = sorted((r for r in labelled if r.y == y), key=lambda r: _unit_hash(r.record_id))
-        held = [r for r in group if _unit_hash(r.record_id) < gate_fraction]
-        if not held and len(group) >= 2 and gate_fraction > 0:
-            held = group[:1]
-        held_ids = {r.record_id for r in held}
-        gate += held
-        train += [r for r in group if r.record_id not in held_ids]
+        below = sum(1 for r in group if _unit_hash(r.record_id) < gate_fraction)
+        n_held = max(below, math.ceil(gate_fraction * len(group))) if gate_fraction > 0 else 0
+        n_held = min(n_held, len(group) - 1) if len(group) >= 2 else 0
+        gate += group[:n_held]
+        train += group[n_held:]
     return train, gate
 
 
@@ -182,6 +187,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
         params["epochs"] = r.epochs
     if "weak_weight" in _param_names(cfg):
         params["weak_weight"] = r.weak_weight
+    params.update(r.params)
     result = train_on_records(train_recent + confirmed * r.confirmed_normal_repeat, schema, cfg, params,
                               registry=registry, seed=seed, promote=False, progress=progress,
                               anomalies=anomalies, derived=True,

@@ -73,9 +73,11 @@ def run_demo(cfg: Config, opts: DemoOptions) -> int:
         feedback=dataclasses.replace(cfg.feedback, store=str(workdir / "feedback.sqlite3"), maintain_interval_s=2.0),
         # retrain once the analyst's labels are in, quickly enough to serve with the result for a
         # while: two thirds of the epochs on a small window (it shares the cores with scoring),
-        # continuing from the model in use (a short retraining from scratch forgets attacks the
-        # first model caught, and the gate rejects it: docs/feedback.md)
+        # continuing from the model in use with a 10x discriminator learning rate (a short
+        # retraining from scratch forgets attacks the first model caught, and the gate rejects
+        # it: docs/feedback.md)
         retrain=dataclasses.replace(cfg.retrain, after_labels=opts.labels or None, warm_start=True,
+                                    params={"lr_d": 1e-4, **cfg.retrain.params},
                                     epochs=max(2, 2 * opts.epochs // 3),
                                     normal_window=min(cfg.retrain.normal_window, 10000)))
     started = time.monotonic()
