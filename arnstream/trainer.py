@@ -104,13 +104,17 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
                        time.monotonic() - started)
 
 
-def detector_params(cfg: Config) -> dict:
-    """Constructor overrides from the config: model.params plus the training section."""
+def model_param_names(cfg: Config) -> list[str]:
+    """The constructor arguments of the configured model (none for an unknown name)."""
     from .models import PRESETS, detector_class
 
+    return detector_class(PRESETS[cfg.model.name][0]).param_names() if cfg.model.name in PRESETS else []
+
+
+def detector_params(cfg: Config) -> dict:
+    """Constructor overrides from the config: model.params plus the training section."""
     params = dict(cfg.model.params)
-    cls = detector_class(PRESETS[cfg.model.name][0]) if cfg.model.name in PRESETS else None
-    takes = cls.param_names() if cls else []
+    takes = model_param_names(cfg)
     for name, value in (("epochs", cfg.training.epochs), ("batch_size", cfg.training.batch_size),
                         ("device", cfg.runtime.device)):
         if name in takes:

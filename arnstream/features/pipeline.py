@@ -21,12 +21,12 @@ class FeaturePipeline:
     def transform_batch(self, records: Sequence) -> EncodedBatch:
         return self.transform_with_records(records)[0]
 
-    def transform_with_records(self, records: Sequence) -> tuple[EncodedBatch, list]:
+    def transform_with_records(self, records: Sequence) -> tuple[EncodedBatch, list | None]:
         """The batch, plus each encoded row's record as the encoder saw it (window features
-        included): what the feedback store keeps, since a window cannot be replayed later."""
+        included): what the feedback store keeps, since a window cannot be replayed later.
+        None when the schema has no windows: the encoder saw the records as given."""
         if self.windows is None:
-            batch = self.encoder.transform_batch(records)
-            return batch, [records[i] for i in batch.rows.tolist()]
+            return self.encoder.transform_batch(records), None
         derived, rows, rejected = self.windows.apply(records)
         batch = self.encoder.transform_batch(derived)
         positions = np.asarray(rows, dtype=np.int64)

@@ -78,6 +78,7 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
     records = [*positives, *negatives, *recent]
     models = {"candidate": candidate, "current": current}
     scores = {name: score_records(a, records) for name, a in models.items() if a is not None}
+    alert_scores = {name: score_records(a, alerts) for name, a in models.items() if a is not None}
     usable = np.logical_and.reduce([~np.isnan(s) for s in scores.values()])  # rows both models scored
     kind = kind[usable]
     is_positive = kind == 1
@@ -94,8 +95,6 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
         kept = alert_scores[name][~np.isnan(alert_scores[name])] > threshold
         m["alert_recall"] = float(kept.mean()) if len(kept) else float("nan")
         return m
-
-    alert_scores = {name: score_records(a, alerts) for name, a in models.items() if a is not None}
 
     c = metrics("candidate")
     k = metrics("current") if current is not None else None

@@ -31,7 +31,7 @@ from ..config import Config
 from ..errors import ArnstreamError
 from ..features import RecordEncoder
 from ..registry import Registry
-from ..trainer import detector_params, train_on_records
+from ..trainer import detector_params, model_param_names, train_on_records
 from .gate import GateReport, run_gate
 from .store import FeedbackStore, LabelledRecord
 
@@ -185,7 +185,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
     params = detector_params(cfg)
     if r.epochs:
         params["epochs"] = r.epochs
-    if "weak_weight" in _param_names(cfg):
+    if "weak_weight" in model_param_names(cfg):
         params["weak_weight"] = r.weak_weight
     params.update(r.params)
     result = train_on_records(train_recent + confirmed * r.confirmed_normal_repeat, schema, cfg, params,
@@ -210,12 +210,6 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
         base.detail = (f"{result.version} rejected ({'; '.join(report.reasons)}), {current_name} stays: "
                        f"{report.summary()}")
     return base
-
-
-def _param_names(cfg: Config) -> list[str]:
-    from ..models import PRESETS, detector_class
-
-    return detector_class(PRESETS[cfg.model.name][0]).param_names() if cfg.model.name in PRESETS else []
 
 
 def _schema_of(cfg: Config):

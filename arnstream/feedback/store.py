@@ -19,6 +19,7 @@ the feedback thread, a `retrain` command or another replica on the same host rea
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -164,21 +165,14 @@ class FeedbackStore:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # ------------------------------------------------------------ helpers
+    @contextlib.contextmanager
     def _transaction(self):
-        return _Transaction(self.db)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT: take the write lock up front so readers of a
-    read-then-write (add_label) never race another writer into a deadlock."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self):
+        """BEGIN IMMEDIATE ... COMMIT: take the write lock up front so a read-then-write
+        (add_label) never races another writer into a deadlock."""
         self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type, exc, tb):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")

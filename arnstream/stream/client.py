@@ -118,6 +118,25 @@ def check_compression(cfg: KafkaConfig) -> str | None:
     return None if value == "none" else value
 
 
+def renew_producer(cfg: KafkaConfig, failed: Producer, stop, client_id: str) -> Producer | None:
+    """Replace a producer whose output was not acknowledged (an idempotent producer whose
+    broker lost its state is fenced for good). Retries until it connects or `stop` is set."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    try:
+        failed.close()
+    except Exception as exc:  # a broken producer may fail to close; it is dropped anyway
+        log.debug("closing the failed producer: %s", exc)
+    while not stop.is_set():
+        try:
+            return open_producer(cfg, client_id=client_id)
+        except BrokerError as exc:
+            log.warning("cannot reconnect the producer: %s; retrying", exc)
+            stop.wait(2.0)
+    return None
+
+
 def next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
     """What to commit after `messages`: the next offset per (topic, partition)."""
     out: dict[tuple[str, int], int] = {}
@@ -137,4 +156,4 @@ def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
 
 
 __all__ = ["BrokerError", "CLIENTS", "Consumer", "Message", "Producer", "ensure_topics", "first_offsets",
-           "list_partitions", "next_offsets", "open_consumer", "open_producer", "open_reader"]
+           "list_partitions", "next_offsets", "open_consumer", "open_producer", "open_reader", "renew_producer"]

@@ -22,7 +22,15 @@ from ..feedback import FeedbackStore, parse_label, retrain, retrain_due
 from ..feedback.retrain import RetrainCancelled, RetrainOutcome
 from ..observability import ServeMetrics
 from ..registry import Registry
-from .client import Message, first_offsets, list_partitions, next_offsets, open_consumer, open_producer
+from .client import (
+    Message,
+    first_offsets,
+    list_partitions,
+    next_offsets,
+    open_consumer,
+    open_producer,
+    renew_producer,
+)
 from .scoring import dead_letter
 
 log = logging.getLogger(__name__)
@@ -100,8 +108,7 @@ class FeedbackWorker(threading.Thread):
         except BrokerError as exc:
             log.warning("dead letters of %d labels not written (%s); re-reading them", len(messages), exc)
             consumer.seek(first_offsets(messages))
-            producer.close()
-            return open_producer(self.cfg.kafka, client_id="arnstream-feedback")
+            return renew_producer(self.cfg.kafka, producer, self.stop, "arnstream-feedback") or producer
         try:
             consumer.commit(next_offsets(messages))
         except BrokerError as exc:
@@ -131,7 +138,6 @@ class FeedbackWorker(threading.Thread):
         record_outcome(self.metrics, outcome)
         self.outcomes.append(outcome)
         return outcome
-
 
     def _stop_between_epochs(self, record) -> None:
         if self.stop.is_set():  # SIGTERM must not wait for a whole retraining

@@ -137,7 +137,6 @@ def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3,
     alerts = scores > model.threshold
     top = model.atypical_fields(batch.X, top_k)
     retained = []
-    as_received = model.features.windows is None  # no derived fields: keep the bytes, skip a dumps
     for j, row in enumerate(batch.rows.tolist()):
         msg, record = messages[kept[row]], records[row]
         rid = record_id(msg, record, model.id_field)
@@ -149,7 +148,7 @@ def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3,
         if alerts[j]:
             outputs.append(Output("alerts", orjson.dumps({**doc, "record": record}), key))
         if keep_records:
-            kept_bytes = msg.value if as_received else orjson.dumps(seen[j])
+            kept_bytes = msg.value if seen is None else orjson.dumps(seen[j])  # no window: the bytes as received
             retained.append((rid, model.version, doc["score"], doc["is_anomaly"], kept_bytes))
     return BatchResult(outputs, len(batch.rows), int(alerts.sum()), reasons, scores, retained)
 

@@ -34,6 +34,7 @@ from .client import (
     next_offsets,
     open_consumer,
     open_producer,
+    renew_producer,
     validate,
 )
 from .feedback import FeedbackWorker, open_store
@@ -202,7 +203,8 @@ class Service:
             self._wait_stored(stored, len(result.retained))  # re-read: the same rows are written again
             consumer.seek(first_offsets(messages))
             self.stop.wait(1.0)
-            self._renew_producer()
+            self._producer = renew_producer(self.cfg.kafka, self._producer, self.stop,
+                                            "arnstream-serve") or self._producer
             return False
         self._wait_stored(stored, len(result.retained))
         offsets = next_offsets(messages)
@@ -224,20 +226,6 @@ class Service:
             self.metrics.store_failures.inc()
             log.warning("feedback store write failed for %d records (labels for them will be "
                         "rejected as unknown): %s", n, exc)
-
-    def _renew_producer(self) -> None:
-        """An idempotent producer whose broker lost its state is fenced for good: replace it."""
-        try:
-            self._producer.close()
-        except Exception as exc:  # a broken producer may fail to close; it is dropped anyway
-            log.debug("closing the failed producer: %s", exc)
-        while not self.stop.is_set():
-            try:
-                self._producer = open_producer(self.cfg.kafka, client_id="arnstream-serve")
-                return
-            except BrokerError as exc:
-                log.warning("cannot reconnect the producer: %s; retrying", exc)
-                self.stop.wait(2.0)
 
     def _count(self, messages, result, seconds: float) -> None:
         m, s = self.metrics, self.stats
