@@ -44,7 +44,8 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
                      registry: Registry, source: dict, seed: int = 0, holdout: float = 0.1,
                      promote: bool = True, progress: Callable | None = None,
                      anomalies: Sequence[dict] = (), derived: bool = False,
-                     card_extra: dict | None = None, warm_start=None) -> TrainResult:
+                     card_extra: dict | None = None, warm_start=None,
+                     calibration: Sequence[dict] | None = None) -> TrainResult:
     """Fit encoder + detector on `records` (normal traffic) and register the result.
 
     anomalies: analyst-labelled anomalous records, used as eq. 4 prescribes (the encoder is
@@ -53,6 +54,8 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
     so); otherwise the schema's traffic windows are replayed over them in timestamp order.
     warm_start: a loaded artifact to continue training from (its encoder and weights), with
     `params` applied to it; without it, a fresh encoder and model.
+    calibration: held-out normal records chosen by the caller (needs derived=True); the
+    threshold is calibrated on them and no random share of `records` is held out.
     """
     started = time.monotonic()
     if derived:
@@ -61,10 +64,16 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
         records, not_windowed = derive(_ordered(records, schema), schema)  # traffic windows, if any
     if len(records) < MIN_RECORDS:
         raise DataError(f"only {len(records)} training records; at least {MIN_RECORDS} are needed")
-    rng = np.random.default_rng(seed)
-    is_holdout = rng.random(len(records)) < holdout
-    train = [r for r, h in zip(records, is_holdout) if not h]
-    held = [r for r, h in zip(records, is_holdout) if h]
+    if calibration is not None:
+        if not derived:
+            raise ValueError("calibration records must carry their window features (derived=True)")
+        train, held = list(records), [r for r in calibration if isinstance(r, dict)]
+    else:
+        is_holdout = np.random.default_rng(seed).random(len(records)) < holdout
+        train = [r for r, h in zip(records, is_holdout) if not h]
+        held = [r for r, h in zip(records, is_holdout) if h]
+    if not held:
+        raise DataError("no held-out normal records to calibrate the alert threshold on")
     encoder = (RecordEncoder.from_dict(warm_start.encoder_state) if warm_start is not None
                else RecordEncoder(schema).fit(train))
     batch = encoder.transform_batch(train)

@@ -34,8 +34,9 @@ def _auc(y: np.ndarray, scores: np.ndarray) -> float:
 
 
 def _fresh_beacon_quality(artifact) -> tuple[float, float]:
-    """AUC of beacons against normals, and the false-positive rate, on traffic no model saw."""
-    records, truth = FlowSimulator(seed=99, attacks=("beacon",), attack_fraction=0.2, prefix="fresh").batch(5000)
+    """AUC of beacons against normals, and the false-positive rate, on traffic no model saw
+    (20,000 records: at a 0.001 target a few thousand normals cannot tell 0.002 from 0.005)."""
+    records, truth = FlowSimulator(seed=99, attacks=("beacon",), attack_fraction=0.1, prefix="fresh").batch(20000)
     y = np.array([t == "beacon" for t in truth])
     scores = score_records(artifact, records)
     return _auc(y, scores), float((scores[~y] > artifact.detector.threshold_).mean())
@@ -124,7 +125,8 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
             auc_after, fpr_after = _fresh_beacon_quality(registry.load(second))
             print(f"beacon AUC {auc_before:.3f} -> {auc_after:.3f}, FPR {fpr_before:.4f} -> {fpr_after:.4f}")
             assert auc_after >= auc_before + AUC_RISE
-            assert fpr_after <= fpr_before + FPR_TOLERANCE
+            # the gate's promise: no more than tolerance above the current rate or the target, the larger
+            assert fpr_after <= max(fpr_before, cfg.training.target_fpr) + FPR_TOLERANCE
 
             # serve picks the promoted model up between batches, then later records carry it
             deadline = time.monotonic() + 30

@@ -6,7 +6,7 @@ from arnstream.config import load_config
 from arnstream.features import RecordEncoder
 from arnstream.feedback import FeedbackStore, make_label, retrain, retrain_due
 from arnstream.feedback.gate import run_gate
-from arnstream.feedback.retrain import RetrainLock, split_labels
+from arnstream.feedback.retrain import HELD_OUT_MAX, RetrainLock, split_labels, split_recent
 from arnstream.feedback.store import LabelledRecord
 from arnstream.registry import Registry
 from arnstream.schema import FlowSchema
@@ -34,6 +34,16 @@ def test_labels_split_by_record_id_stably_and_each_class_gives_the_gate_one():
     assert {x.record_id for x in gate} <= {x.record_id for x in gate_more}, "a held-out label stays held out"
     _, tiny_gate = split_labels([LabelledRecord("a", 1, {}, 0.0), LabelledRecord("b", 1, {}, 0.0)], 0.01)
     assert len(tiny_gate) == 1
+
+
+def test_recent_traffic_splits_into_disjoint_gate_calibration_and_training_shares():
+    recent = list(range(1000))
+    gate, calibration, train = split_recent(recent, normal_window=500)
+    assert len(gate) == len(calibration) == 200 and len(train) == 500
+    assert not set(gate) & set(calibration) and not (set(gate) | set(calibration)) & set(train)
+    assert train == sorted(train) and train[0] == 2  # newest first, nothing skipped but the held-out slots
+    big_gate, big_cal, big_train = split_recent(list(range(40000)), normal_window=40000)
+    assert len(big_gate) == len(big_cal) == HELD_OUT_MAX and len(big_train) == 30000
 
 
 def test_the_policy_retrains_after_k_labels_or_on_the_timer(tmp_path):
@@ -96,7 +106,11 @@ def test_a_candidate_is_registered_gated_and_the_decision_kept_in_history(served
     assert outcome.gate.n_positive == outcome.counts["gate_anomalies"] >= 1
     event = [e for e in registry.history() if e["event"] == "retrain"][-1]
     assert event["candidate"] == "v0002" and event["gate"]["candidate"]["auc"] == outcome.gate.candidate["auc"]
-    assert registry.list()[-1].card["retrained_from"] == first
+    card = registry.list()[-1].card
+    assert card["retrained_from"] == first
+    # the threshold is calibrated on the held-out share of recent traffic, none of which trained
+    assert card["holdout_rows"] == outcome.counts["calibration_normals"] > 0
+    assert card["training_rows"] == outcome.counts["recent_normals"] + 10 * outcome.counts["confirmed_normals"]
     assert (registry.current() == "v0002") == (outcome.outcome == "promoted")
 
 
