@@ -3,12 +3,16 @@
 The first model is trained on normal traffic only; live traffic carries `beacon` attacks
 (small fixed-size HTTPS check-ins, every value inside normal ranges), which it ranks below
 normal traffic. Analysts label 20 scored records; the policy retrains; the candidate must
-pass the gate, be picked up by serve, and rank beacons far better on fresh traffic.
+pass the gate, be picked up by serve, and rank beacons far better on fresh traffic; a
+candidate trained on inverted labels must be rejected; `models rollback` must bring the
+first model back into serve.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -123,7 +127,8 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
 
             auc_before, fpr_before = _fresh_beacon_quality(registry.load(first))
             auc_after, fpr_after = _fresh_beacon_quality(registry.load(second))
-            print(f"beacon AUC {auc_before:.3f} -> {auc_after:.3f}, FPR {fpr_before:.4f} -> {fpr_after:.4f}")
+            print(f"beacon AUC {auc_before:.3f} -> {auc_after:.3f}, FPR {fpr_before:.4f} -> {fpr_after:.4f}; "
+                  f"gate: {outcome.detail}")
             assert auc_after >= auc_before + AUC_RISE
             # the gate's promise: no more than tolerance above the current rate or the target, the larger
             assert fpr_after <= max(fpr_before, cfg.training.target_fpr) + FPR_TOLERANCE
@@ -151,6 +156,17 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
             after_bad, _ = _produce_live(cfg, 300, seed=7, prefix="after-bad")
             got = scores.wait_for(lambda ms: after_bad[-1] in {x["id"] for x in ms}, 60, "records after the rejection")
             assert {x["model_version"] for x in got if x["id"] in set(after_bad)} == {second}
+
+            # `arnstream models rollback` restores the first model; serve picks it up by itself
+            subprocess.run([sys.executable, "-c", "import sys; from arnstream.cli import main; sys.exit(main())",
+                            "models", "rollback", "--registry", str(registry_dir)], check=True, capture_output=True)
+            assert registry.current() == first
+            deadline = time.monotonic() + 30
+            while serve.service.model.version != first and time.monotonic() < deadline:
+                time.sleep(0.2)
+            rolled, _ = _produce_live(cfg, 300, seed=8, prefix="rolled-back")
+            got = scores.wait_for(lambda ms: rolled[-1] in {x["id"] for x in ms}, 60, "records after the rollback")
+            assert {x["model_version"] for x in got if x["id"] in set(rolled[-100:])} == {first}
             assert serve.error is None and serve.service.feedback.error is None
     finally:
         scores.stop()
