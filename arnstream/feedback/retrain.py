@@ -32,6 +32,7 @@ from ..config import Config
 from ..errors import ArnstreamError
 from ..features import RecordEncoder
 from ..registry import Registry
+from ..schema import FlowSchema
 from ..trainer import detector_params, model_param_names, train_on_records
 from .gate import GateReport, run_gate
 from .store import FeedbackStore, LabelledRecord
@@ -188,6 +189,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
         train_labels = [LabelledRecord(x.record_id, 1 - x.y, x.record, x.received_at) for x in train_labels]
     anomalies = [x.record for x in train_labels if x.y == 1]
     confirmed = [x.record for x in train_labels if x.y == 0]
+    # enough for normal_window training rows once two of every five go to the held-out shares
     wanted = min(r.normal_window * HELD_OUT_EVERY // (HELD_OUT_EVERY - 2), r.normal_window + 2 * HELD_OUT_MAX)
     gate_recent, calibration, train_recent = split_recent(store.recent_unflagged(wanted), r.normal_window)
     gate_alerts = store.recent_flagged(HELD_OUT_MAX)  # never training data: all can judge
@@ -202,7 +204,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
                        f"{r.min_anomaly_labels} are needed (retrain.min_anomaly_labels)")
         return base
     schema = (RecordEncoder.from_dict(current.encoder_state).schema if current is not None
-              else _schema_of(cfg))
+              else FlowSchema.load(cfg.serve.schema))
     params = detector_params(cfg)
     if r.epochs:
         params["epochs"] = r.epochs
@@ -231,9 +233,3 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
         base.detail = (f"{result.version} rejected ({'; '.join(report.reasons)}), {current_name} stays: "
                        f"{report.summary()}")
     return base
-
-
-def _schema_of(cfg: Config):
-    from ..schema import FlowSchema
-
-    return FlowSchema.load(cfg.serve.schema)

@@ -11,7 +11,8 @@ Eviction (`maintain`): scored records older than `max_age_s` go first, then the 
 beyond `max_records` (rowid order is scoring order: a re-scored record is re-inserted; no
 time index, since one more b-tree per row cost serve 20% of its store writes, and the scan
 runs in the feedback thread every `maintain_interval_s`); labels are never evicted (they
-are few, and they are the training signal). A label for a record that is not (or no longer) in `scored` is an error.
+are few, and they are the training signal). A label for a record that is not (or no
+longer) in `scored` is an error.
 
 One connection per thread (sqlite3's rule); WAL mode lets serve write scored records while
 the feedback thread, a `retrain` command or another replica on the same host reads.
@@ -35,7 +36,6 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scored (
     record_id TEXT PRIMARY KEY, scored_at REAL NOT NULL, model_version TEXT NOT NULL,
     score REAL NOT NULL, flagged INTEGER NOT NULL, record BLOB NOT NULL);
-DROP INDEX IF EXISTS scored_by_time;
 CREATE TABLE IF NOT EXISTS labels (
     record_id TEXT PRIMARY KEY, label INTEGER NOT NULL, analyst TEXT NOT NULL, at REAL NOT NULL,
     note TEXT, received_at REAL NOT NULL, record BLOB NOT NULL, score REAL, flagged INTEGER,
@@ -101,16 +101,16 @@ class FeedbackStore:
 
     def recent_unflagged(self, limit: int) -> list[dict]:
         """The newest records the serving model did not flag and no analyst labelled."""
-        rows = self.db.execute(
-            "SELECT record FROM scored WHERE flagged = 0 AND record_id NOT IN (SELECT record_id FROM labels) "
-            "ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
-        return [orjson.loads(r[0]) for r in rows]
+        return self._recent_unlabelled(flagged=False, limit=limit)
 
     def recent_flagged(self, limit: int) -> list[dict]:
         """The newest records the serving model flagged and no analyst labelled."""
+        return self._recent_unlabelled(flagged=True, limit=limit)
+
+    def _recent_unlabelled(self, flagged: bool, limit: int) -> list[dict]:
         rows = self.db.execute(
-            "SELECT record FROM scored WHERE flagged = 1 AND record_id NOT IN (SELECT record_id FROM labels) "
-            "ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
+            "SELECT record FROM scored WHERE flagged = ? AND record_id NOT IN (SELECT record_id FROM labels) "
+            "ORDER BY rowid DESC LIMIT ?", (int(flagged), limit)).fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
     # ------------------------------------------------------------- labels

@@ -114,12 +114,17 @@ def test_a_candidate_is_registered_gated_and_the_decision_kept_in_history(served
     assert (registry.current() == "v0002") == (outcome.outcome == "promoted")
 
 
-def test_the_gate_rejects_a_candidate_that_ranks_labelled_anomalies_worse(tmp_path):
+def _clean_and_contaminated(tmp_path, attack: str):
+    """A model trained on clean traffic (promoted) and one whose training traffic was 30% `attack`."""
     cfg = _cfg(tmp_path)
     clean, _ = FlowSimulator(seed=0, prefix="clean").batch(3000)
-    mixed, _ = FlowSimulator(seed=2, attacks=("scan",), attack_fraction=0.3, prefix="mixed").batch(3000)
+    mixed, _ = FlowSimulator(seed=2, attacks=(attack,), attack_fraction=0.3, prefix="mixed").batch(3000)
     registry = Registry(cfg.registry.dir)
-    good, bad = registry.load(_train(cfg, clean)), registry.load(_train(cfg, mixed, promote=False))
+    return registry.load(_train(cfg, clean)), registry.load(_train(cfg, mixed, promote=False))
+
+
+def test_the_gate_rejects_a_candidate_that_ranks_labelled_anomalies_worse(tmp_path):
+    good, bad = _clean_and_contaminated(tmp_path, "scan")
     probe, truth = FlowSimulator(seed=3, attacks=("scan",), attack_fraction=0.2, prefix="probe").batch(2000)
     positives = [r for r, t in zip(probe, truth) if t == "scan"][:20]
     negatives = [r for r, t in zip(probe, truth) if t == "normal"]
@@ -153,11 +158,7 @@ def test_a_retraining_cancelled_between_epochs_registers_nothing(served):
 
 
 def test_the_gate_rejects_a_candidate_that_stops_raising_the_current_models_alerts(tmp_path):
-    cfg = _cfg(tmp_path)
-    clean, _ = FlowSimulator(seed=0, prefix="clean").batch(3000)
-    mixed, _ = FlowSimulator(seed=2, attacks=("synflood",), attack_fraction=0.3, prefix="mixed").batch(3000)
-    registry = Registry(cfg.registry.dir)
-    current, forgetful = registry.load(_train(cfg, clean)), registry.load(_train(cfg, mixed, promote=False))
+    current, forgetful = _clean_and_contaminated(tmp_path, "synflood")
     probe, truth = FlowSimulator(seed=3, attacks=("scan", "synflood"), attack_fraction=0.3, prefix="p").batch(3000)
     scans = [r for r, t in zip(probe, truth) if t == "scan"][:20]  # the labelled, held-out evidence
     floods = [r for r, t in zip(probe, truth) if t == "synflood"]  # what the current model alerts on
