@@ -46,6 +46,8 @@ class Consumer:
             session_timeout_ms=session, heartbeat_interval_ms=max(100, session // 4),
             max_partition_fetch_bytes=4 << 20, fetch_max_bytes=64 << 20,
         )
+        self._from_beginning = from_beginning
+        self._topic_ids: dict[str, object] = {}  # topic -> the id its positions belong to
         if partitions is not None:
             tps = [TopicPartition(t, p) for t, p in partitions]
             self._consumer.assign(tps)
@@ -55,6 +57,7 @@ class Consumer:
             self._consumer.subscribe(topics)
 
     def poll_batch(self, max_records: int, timeout_ms: int) -> list[Message]:
+        self._reset_recreated_topics()
         try:
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
@@ -65,6 +68,40 @@ class Consumer:
                                tuple((k, v) for k, v in (r.headers or ())), r.timestamp)
                        for r in records)
         return out
+
+    def _reset_recreated_topics(self) -> None:
+        """A topic deleted and created again (a broker that lost its data) leaves kafka-python
+        with positions in the old log: meaningless in the new one, and when one equals the new
+        log's end nothing is ever read again (seen with the embedded broker's restart). Move
+        such partitions to their committed offset, else to where the reset policy starts."""
+        cluster = self._consumer._client.cluster  # kafka-python keeps topic ids only there
+        assigned = self._consumer.assignment()
+        for topic in {tp.topic for tp in assigned}:
+            topic_id = cluster.topic_id(topic)
+            known = self._topic_ids.get(topic)
+            if topic_id is None or topic_id == known:
+                continue
+            if known is not None:
+                try:
+                    self._reset_positions([tp for tp in assigned if tp.topic == topic])
+                except KafkaError as exc:  # tried again at the next poll
+                    log.warning("topic %s was recreated; resetting its positions failed: %s", topic, exc)
+                    continue
+            self._topic_ids[topic] = topic_id
+
+    def _reset_positions(self, tps) -> None:
+        for tp in tps:
+            committed = self._consumer.committed(tp, timeout_ms=10_000)
+            if committed is not None:
+                self._consumer.seek(tp, committed)
+                where = f"committed offset {committed}"
+            elif self._from_beginning:
+                self._consumer.seek_to_beginning(tp)
+                where = "its beginning"
+            else:
+                self._consumer.seek_to_end(tp)
+                where = "its end"
+            log.warning("topic %s was recreated: partition %d starts again at %s", tp.topic, tp.partition, where)
 
     def commit(self, offsets):
         if not offsets:
