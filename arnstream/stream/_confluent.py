@@ -168,11 +168,18 @@ class Producer:
             raise BrokerError(f"{failed} of {sent} records were not written: {detail}")
 
     def close(self):
-        if self._fatal is None:
-            try:
-                self._producer.flush(5)
-            except (KafkaException, SystemError) as exc:
-                log.warning("producer close: %s", exc)
+        if self._fatal is not None:
+            return  # a fatal producer retries nothing
+        try:
+            if self._producer.flush(5):
+                # the instance lives until garbage-collected: records left in it must not be
+                # retried later, perhaps under a producer id a broker that lost its state has
+                # since handed to this producer's successor (see the kafka-python backend)
+                log.warning("producer close: records not acknowledged in 5 s are dropped")
+                self._producer.purge()
+                self._producer.flush(0)
+        except (KafkaException, SystemError) as exc:
+            log.warning("producer close: %s", exc)
 
 
 def ensure_topics(cfg: KafkaConfig, names, partitions):

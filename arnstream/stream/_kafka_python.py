@@ -167,7 +167,16 @@ class Producer:
         try:
             self._producer.close(timeout=5)
         except KafkaError as exc:
-            log.warning("producer close: %s", exc)
+            # kafka-python's close() raises from its flush before it stops the sender thread,
+            # which then retries forever; if the broker lost its state and hands this producer's
+            # id to the next one, those retries land and the successor's records are dropped
+            # as duplicates. Kill the sender: its unsent records are failed, never written.
+            log.warning("producer close: %s; dropping its unacknowledged records", exc)
+            sender = self._producer._sender
+            sender.force_close()
+            sender.join(5)
+            if sender.is_alive():
+                log.error("the producer's sender thread did not stop within 5 s")
 
 
 def _acks(value: str):
