@@ -99,19 +99,21 @@ class FeedbackStore:
     def count_scored(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM scored").fetchone()[0]
 
-    def recent_unflagged(self, limit: int) -> list[dict]:
-        """The newest records the serving model did not flag and no analyst labelled."""
+    def recent_unflagged(self, limit: int) -> list[tuple[str, dict]]:
+        """(record id, record) of the newest records the serving model did not flag and no
+        analyst labelled, newest first."""
         return self._recent_unlabelled(flagged=False, limit=limit)
 
-    def recent_flagged(self, limit: int) -> list[dict]:
-        """The newest records the serving model flagged and no analyst labelled."""
+    def recent_flagged(self, limit: int) -> list[tuple[str, dict]]:
+        """(record id, record) of the newest records the serving model flagged and no analyst
+        labelled, newest first."""
         return self._recent_unlabelled(flagged=True, limit=limit)
 
-    def _recent_unlabelled(self, flagged: bool, limit: int) -> list[dict]:
+    def _recent_unlabelled(self, flagged: bool, limit: int) -> list[tuple[str, dict]]:
         rows = self.db.execute(
-            "SELECT record FROM scored WHERE flagged = ? AND record_id NOT IN (SELECT record_id FROM labels) "
-            "ORDER BY rowid DESC LIMIT ?", (int(flagged), limit)).fetchall()
-        return [orjson.loads(r[0]) for r in rows]
+            "SELECT record_id, record FROM scored WHERE flagged = ? AND record_id NOT IN "
+            "(SELECT record_id FROM labels) ORDER BY rowid DESC LIMIT ?", (int(flagged), limit)).fetchall()
+        return [(rid, orjson.loads(rec)) for rid, rec in rows]
 
     # ------------------------------------------------------------- labels
     def add_label(self, label: Label, now: float | None = None) -> str:

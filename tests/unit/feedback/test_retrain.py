@@ -37,13 +37,22 @@ def test_labels_split_by_record_id_stably_and_each_class_gives_the_gate_one():
 
 
 def test_recent_traffic_splits_into_disjoint_gate_calibration_and_training_shares():
-    recent = list(range(1000))
-    gate, calibration, train = split_recent(recent, normal_window=500)
-    assert len(gate) == len(calibration) == 200 and len(train) == 500
-    assert not set(gate) & set(calibration) and not (set(gate) | set(calibration)) & set(train)
-    assert train == sorted(train) and train[0] == 2  # newest first, nothing skipped but the held-out slots
-    big_gate, big_cal, big_train = split_recent(list(range(40000)), normal_window=40000)
-    assert len(big_gate) == len(big_cal) == HELD_OUT_MAX and len(big_train) == 30000
+    recent = [(f"r{i}", {"i": i}) for i in range(5000)]
+    gate, calibration, train = split_recent(recent, normal_window=2000)
+    ids = [{r["i"] for r in share} for share in (gate, calibration, train)]
+    assert 850 < len(gate) < 1150 and 850 < len(calibration) < 1150 and len(train) == 2000
+    assert not ids[0] & ids[1] and not (ids[0] | ids[1]) & ids[2]
+    # newest first in: the training cap keeps the newest, every record left out comes later in `recent`
+    left_out = set(range(5000)) - ids[0] - ids[1] - ids[2]
+    assert min(left_out) > max(ids[2])
+    # a record's share follows from its id, not from the order the store returned it in
+    again = split_recent(recent[:3000][::-1] + recent[3000:], normal_window=2000)
+    def order(shares):
+        return [[r["i"] for r in share] for share in shares]
+
+    assert order(again) == order((gate, calibration, train))
+    big_gate, big_cal, big_train = split_recent([(f"r{i}", {}) for i in range(40000)], normal_window=40000)
+    assert len(big_gate) == len(big_cal) == HELD_OUT_MAX and 29000 < len(big_train) < 31000
 
 
 def test_the_policy_retrains_after_k_labels_or_on_the_timer(tmp_path):

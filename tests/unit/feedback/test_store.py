@@ -57,8 +57,9 @@ def test_recent_unflagged_skips_flagged_and_labelled_records_newest_first(store)
     store.put_scored(_rows(["f1"], flagged=True), now=2.0)
     store.put_scored(_rows(["n3"]), now=3.0)
     store.add_label(make_label("n2", "normal", "ana"))
-    assert [r["flow_id"] for r in store.recent_unflagged(10)] == ["n3", "n1"]
-    assert [r["flow_id"] for r in store.recent_unflagged(1)] == ["n3"]
+    assert [(rid, r["flow_id"]) for rid, r in store.recent_unflagged(10)] == [("n3", "n3"), ("n1", "n1")]
+    assert [rid for rid, _ in store.recent_unflagged(1)] == ["n3"]
+    assert [rid for rid, _ in store.recent_flagged(10)] == ["f1"]
 
 
 def test_labels_since_counts_new_and_changed_labels(store):
