@@ -6,11 +6,11 @@ most valuable normals: counted `confirmed_normal_repeat` times), plus the labell
 anomalies, which the detector uses as eq. 4 prescribes (weighted by `weak_weight`).
 
 Labels are split by record id into training and gate shares (in hash order: see
-split_labels). Recent traffic is split too, by record-id hash (split_recent): a share for the gate, a share
-the candidate's alert threshold is calibrated on, the rest trains. The gate also judges with
-the model's recent unlabelled alerts (which never train anything). The candidate is
-registered unpromoted, the gate (gate.py) decides, and the decision with its numbers goes
-to the log, the registry's history and the caller (which counts it in
+split_labels). Recent traffic is split too, by record-id hash (split_recent): a share for
+the gate, a share the candidate's alert threshold is calibrated on, the rest trains. The
+gate also judges with the model's recent unlabelled alerts (which never train anything).
+The candidate is registered unpromoted, the gate (gate.py) decides, and the decision with
+its numbers goes to the log, the registry's history and the caller (which counts it in
 `arnstream_retrain_total{outcome}`).
 
 One retraining at a time per registry: an exclusive lock file in the registry directory, so

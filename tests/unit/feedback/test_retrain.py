@@ -36,6 +36,10 @@ def test_labels_split_by_record_id_stably_and_each_class_gives_the_gate_one():
     assert len(tiny_gate) == 1
 
 
+def _in_order(shares):
+    return [[r["i"] for r in share] for share in shares]
+
+
 def test_recent_traffic_splits_into_disjoint_gate_calibration_and_training_shares():
     recent = [(f"r{i}", {"i": i}) for i in range(5000)]
     gate, calibration, train = split_recent(recent, normal_window=2000)
@@ -47,10 +51,7 @@ def test_recent_traffic_splits_into_disjoint_gate_calibration_and_training_share
     assert min(left_out) > max(ids[2])
     # a record's share follows from its id, not from the order the store returned it in
     again = split_recent(recent[:3000][::-1] + recent[3000:], normal_window=2000)
-    def order(shares):
-        return [[r["i"] for r in share] for share in shares]
-
-    assert order(again) == order((gate, calibration, train))
+    assert _in_order(again) == _in_order((gate, calibration, train))
     big_gate, big_cal, big_train = split_recent([(f"r{i}", {}) for i in range(40000)], normal_window=40000)
     assert len(big_gate) == len(big_cal) == HELD_OUT_MAX and 29000 < len(big_train) < 31000
 
