@@ -7,12 +7,15 @@ never automatically, so a batch's offsets are committed only after its output is
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple, Protocol
 
 from ..config import KafkaConfig
 from ..errors import BrokerError, ConfigError
 
 CLIENTS = ("kafka-python", "confluent")
+
+log = logging.getLogger(__name__)
 
 
 class Message(NamedTuple):
@@ -121,9 +124,6 @@ def check_compression(cfg: KafkaConfig) -> str | None:
 def renew_producer(cfg: KafkaConfig, failed: Producer, stop, client_id: str) -> Producer | None:
     """Replace a producer whose output was not acknowledged (an idempotent producer whose
     broker lost its state is fenced for good). Retries until it connects or `stop` is set."""
-    import logging
-
-    log = logging.getLogger(__name__)
     try:
         failed.close()
     except Exception as exc:  # a broken producer may fail to close; it is dropped anyway
