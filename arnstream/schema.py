@@ -1,8 +1,10 @@
 """FlowSchema: the fields of a flow record and their kinds, loaded from YAML.
 
-Kinds: numeric (min-max scaled), categorical (one-hot with an unknown bucket), key (an id,
-never a feature), timestamp (ordering, never a feature), label (ground truth, never a feature),
-attribute (read by a feature step such as the traffic windows, never a feature itself).
+Kinds: numeric (min-max scaled; with `scale: log`, of log1p of the value: for counts and byte
+totals whose heavy tails would squash every ordinary value near 0), categorical (one-hot with
+an unknown bucket), key (an id, never a feature), timestamp (ordering, never a feature), label
+(ground truth, never a feature), attribute (read by a feature step such as the traffic
+windows, never a feature itself).
 A field marked `derived` is computed by the schema's feature step (`windows:`), not read.
 """
 
@@ -16,6 +18,7 @@ import yaml
 from .errors import SchemaError
 
 KINDS = ("numeric", "categorical", "key", "timestamp", "label", "attribute")
+SCALES = ("linear", "log")
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "configs" / "schemas"
 
 
@@ -27,6 +30,7 @@ class Field:
     max: float | None = None  # values above are rejected as absurd
     description: str = ""
     derived: bool = False  # computed by the schema's feature step, not read from the record
+    scale: str = "linear"  # numeric only: "log" min-max scales sign(v) * log1p(|v|)
 
     @property
     def is_feature(self) -> bool:
@@ -81,6 +85,8 @@ class FlowSchema:
                 d["description"] = f.description
             if f.derived:
                 d["derived"] = True
+            if f.scale != "linear":
+                d["scale"] = f.scale
             out["fields"].append(d)
         if self.normal_labels:
             out["normal_labels"] = list(self.normal_labels)
@@ -102,13 +108,18 @@ class FlowSchema:
             where = f"{source}: fields[{i}]"
             if not isinstance(raw, dict) or "name" not in raw or "kind" not in raw:
                 raise SchemaError(f"{where}: each field needs 'name' and 'kind'")
-            extra = set(raw) - {"name", "kind", "min", "max", "description", "derived"}
+            extra = set(raw) - {"name", "kind", "min", "max", "description", "derived", "scale"}
             if extra:
                 raise SchemaError(f"{where} ('{raw['name']}'): unknown key(s) {sorted(extra)}")
             if raw["kind"] not in KINDS:
                 raise SchemaError(
                     f"{where} ('{raw['name']}'): kind '{raw['kind']}' is not one of {KINDS}"
                 )
+            scale = raw.get("scale", "linear")
+            if scale not in SCALES:
+                raise SchemaError(f"{where} ('{raw['name']}'): scale '{scale}' is not one of {SCALES}")
+            if scale != "linear" and raw["kind"] != "numeric":
+                raise SchemaError(f"{where} ('{raw['name']}'): scale applies to numeric fields only")
             fields.append(
                 Field(
                     name=str(raw["name"]),
@@ -117,6 +128,7 @@ class FlowSchema:
                     max=None if raw.get("max") is None else float(raw["max"]),
                     description=str(raw.get("description", "")),
                     derived=bool(raw.get("derived", False)),
+                    scale=scale,
                 )
             )
         return cls(

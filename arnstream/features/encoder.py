@@ -1,6 +1,7 @@
 """RecordEncoder: flow records -> float32 matrix, the same object in training and serving.
 
-Fitted on training (normal) data only: min-max per numeric field, one-hot per categorical
+Fitted on training (normal) data only: min-max per numeric field (of sign(v) * log1p(|v|) for
+fields the schema marks `scale: log`; min_/max_ are kept in that space), one-hot per categorical
 field with an explicit unknown bucket (the last column of the group), so a category never
 seen in training is encoded, not an error. Validation is vectorised; a bad row never sinks
 its batch: `transform_batch` returns the good rows' matrix and the rejected rows with reasons.
@@ -50,6 +51,7 @@ class RecordEncoder:
     def __init__(self, schema: FlowSchema, clip: float | None = None):
         self.schema = schema
         self.clip = clip  # scaled numerics are clipped to [-clip, 1 + clip] when set
+        self._log_fields = frozenset(f.name for f in schema.feature_fields if f.scale == "log")
 
     # ----------------------------------------------------------------- fitting
     def fit(self, data: Columns | Sequence[Mapping]) -> "RecordEncoder":
@@ -71,7 +73,7 @@ class RecordEncoder:
         self.min_ = {}
         self.max_ = {}
         for name, values in numeric.items():
-            v = values[good]
+            v = self._to_scale_space(name, values[good])
             self.min_[name] = float(v.min())
             self.max_[name] = float(v.max())
         self.categories_ = {}
@@ -120,7 +122,7 @@ class RecordEncoder:
         X = np.zeros((len(rows), self.n_features_out_), dtype=np.float32)
         for name, col in zip(self.schema.numeric, self.numeric_index_):
             lo, hi = self.min_[name], self.max_[name]
-            scaled = (numeric[name][rows] - lo) / (hi - lo if hi > lo else 1.0)
+            scaled = (self._to_scale_space(name, numeric[name][rows]) - lo) / (hi - lo if hi > lo else 1.0)
             if self.clip is not None:
                 np.clip(scaled, -self.clip, 1.0 + self.clip, out=scaled)
             X[:, col] = scaled
@@ -152,12 +154,18 @@ class RecordEncoder:
         out: dict[str, np.ndarray] = {}
         for name, col in zip(self.schema.numeric, self.numeric_index_):
             lo, hi = self.min_[name], self.max_[name]
-            out[name] = X[:, col] * (hi - lo if hi > lo else 1.0) + lo
+            v = X[:, col] * (hi - lo if hi > lo else 1.0) + lo
+            out[name] = np.sign(v) * np.expm1(np.abs(v)) if name in self._log_fields else v
         for group in self.categorical_groups_:
             labels = np.asarray(self.categories_[group.field] + [UNKNOWN], dtype=object)
             out[group.field] = labels[X[:, group.start : group.stop].argmax(axis=1)]
         order = [f.name for f in self.schema.feature_fields]
         return [{name: _plain(out[name][i]) for name in order} for i in range(len(X))]
+
+    def _to_scale_space(self, name: str, v: np.ndarray) -> np.ndarray:
+        """Values as min-max sees them: sign(v) * log1p(|v|) for log-scaled fields (monotone,
+        defined for every finite value), else unchanged."""
+        return np.sign(v) * np.log1p(np.abs(v)) if name in self._log_fields else v
 
     # ------------------------------------------------------------- validation
     def _parse_numeric(self, columns: Columns, n: int):

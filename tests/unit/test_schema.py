@@ -11,6 +11,7 @@ def test_kdd99_schema_declares_all_41_features_with_their_kinds():
     assert len(s.numeric) == 38
     assert s.of_kind("label").name == "label"
     assert s.field("serror_rate").max == 1.0
+    assert s.field("src_bytes").scale == "log" and s.field("serror_rate").scale == "linear"
 
 
 def test_schema_round_trips_through_its_dict_form():
@@ -23,6 +24,8 @@ def test_schema_round_trips_through_its_dict_form():
     ({"name": "x", "fields": [{"name": "a", "kind": "numeric", "colour": 1}]}, "colour"),
     ({"name": "x", "fields": [{"name": "a", "kind": "numeric"}, {"name": "a", "kind": "numeric"}]}, "duplicate"),
     ({"name": "x", "fields": [{"name": "a", "kind": "key"}]}, "no numeric or categorical"),
+    ({"name": "x", "fields": [{"name": "a", "kind": "numeric", "scale": "cubic"}]}, "scale 'cubic'"),
+    ({"name": "x", "fields": [{"name": "a", "kind": "categorical", "scale": "log"}]}, "numeric fields only"),
 ])
 def test_bad_schema_errors_name_the_problem(data, needle):
     with pytest.raises(SchemaError, match=needle):

@@ -94,6 +94,26 @@ def test_inverse_transform_decodes_back_to_record_fields(enc):
     assert [round(d["bytes"]) for d in decoded] == [100, 300, 200]
 
 
+LOG_SCHEMA = FlowSchema.from_dict({
+    "name": "t-log",
+    "fields": [{"name": "bytes", "kind": "numeric", "min": 0, "scale": "log"},
+               {"name": "rate", "kind": "numeric"}],
+})
+
+
+def test_log_scaled_field_is_min_max_of_log1p_and_decodes_back():
+    train = [{"bytes": b, "rate": 0.5} for b in (0, 9, 99, 999999)]
+    enc = RecordEncoder(LOG_SCHEMA).fit(train)
+    X = enc.transform(train + [{"bytes": 10**9, "rate": 0.5}])
+    expected = np.log1p([0, 9, 99, 999999, 10**9]) / np.log1p(999999)
+    np.testing.assert_allclose(X[:, 0], expected, rtol=1e-6)
+    assert X[1, 0] > 0.15  # linear scaling would have put 9 bytes at 9e-6
+    decoded = enc.inverse_transform(X)
+    np.testing.assert_allclose([d["bytes"] for d in decoded], [0, 9, 99, 999999, 10**9], rtol=1e-4)
+    restored = RecordEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    np.testing.assert_array_equal(restored.transform(train), enc.transform(train))
+
+
 def test_unfitted_encoder_refuses_to_transform():
     with pytest.raises(SchemaError, match="not fitted"):
         RecordEncoder(SCHEMA).transform(TRAIN)
