@@ -7,9 +7,10 @@ the G step, real and generated rows through D separately, weight gradients of D 
 in the G step and thrown away, a `.item()` per step for logging, torch's default threads.
 Ours: batches sliced from one tensor, one generator pass per step, real and generated rows
 through D in one call, D frozen during the G step, losses read once per epoch, and the
-configured thread count (runtime.threads, default 1).
+configured thread count (runtime.threads, default 2).
 
     python benchmarks/bench_training.py [--dataset kddcup99-rev] [--rows 40000] [--epochs 2]
+        [--discriminators 4 --d-width 64]   (the defaults; 1 and 128: the single discriminator)
 
 Prints seconds per epoch for each loop and the ratio (target: ours >= 2x faster).
 """
@@ -44,9 +45,9 @@ def encoded_rows(dataset: str, rows: int, data_dir: Path) -> tuple[np.ndarray, l
     return enc.transform(take(ds.columns, normal)), [(g.start, g.stop) for g in enc.categorical_groups_]
 
 
-def fresh_arn(X: np.ndarray, groups, seed: int = 0) -> ARN:
+def fresh_arn(X: np.ndarray, groups, seed: int = 0, **params) -> ARN:
     # box_negatives=0: the plain loop has no box term, both loops compute the same losses
-    det = ARN(head="numeric", batch_size=1024, device="cpu", seed=seed, box_negatives=0.0)
+    det = ARN(head="numeric", batch_size=1024, device="cpu", seed=seed, box_negatives=0.0, **params)
     det._start_training(X.shape[1], groups)
     return det
 
@@ -62,15 +63,18 @@ def plain_dataloader_epochs(det: ARN, X: np.ndarray, epochs: int) -> list[float]
         for (x,) in loader:
             n = len(x)
             x_fake, _, _ = m(x, det.temperature(step))
-            p_real = torch.sigmoid(m.discriminate(x))
-            p_fake = torch.sigmoid(m.discriminate(x_fake.detach()))
-            loss_d = bce(p_real, noisy_labels(0.0, n, step, 0.3, 0.3, det.label_decay, "cpu")) + bce(
-                p_fake, noisy_labels(1.0, n, step, 0.3, 0.3, det.label_decay, "cpu"))
+            # every member of the discriminator ensemble on its own loss, as in ARN.training_step
+            p_real = torch.sigmoid(m.discriminate_each(x))
+            p_fake = torch.sigmoid(m.discriminate_each(x_fake.detach()))
+            y_real = noisy_labels(0.0, n, step, 0.3, 0.3, det.label_decay, "cpu").expand_as(p_real)
+            y_fake = noisy_labels(1.0, n, step, 0.3, 0.3, det.label_decay, "cpu").expand_as(p_fake)
+            loss_d = bce(p_real, y_real) + bce(p_fake, y_fake)
             det._opt_d.zero_grad()
             loss_d.backward()
             det._opt_d.step()
             x_fake, mu, logvar = m(x, det.temperature(step))
-            adv = bce(torch.sigmoid(m.discriminate(x_fake)), torch.zeros(n))
+            p_adv = torch.sigmoid(m.discriminate_each(x_fake))
+            adv = bce(p_adv, torch.zeros_like(p_adv))
             loss_g = det.adv_weight * adv + det.rec_weight * F.mse_loss(x_fake, x) + det.kl_beta(step) * gaussian_kl(mu, logvar)
             det._opt_g.zero_grad()
             loss_g.backward()
@@ -93,6 +97,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=40000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="ours: runtime.threads")
+    parser.add_argument("--discriminators", type=int, default=ARN().discriminators)
+    parser.add_argument("--d-width", type=int, default=ARN().d_width)
     parser.add_argument("--data-dir", default=os.environ.get("ARNSTREAM_DATA_DIR",
                                                              str(Path(__file__).resolve().parents[2] / "shared" / "data")))
     args = parser.parse_args()
@@ -100,6 +106,7 @@ def main() -> int:
     X, groups = encoded_rows(args.dataset, args.rows, Path(args.data_dir))
     default_threads = torch.get_num_threads()
     print(f"{args.dataset}: {len(X)} rows x {X.shape[1]} features, batch 1024, {args.epochs} epochs each; "
+          f"{args.discriminators} discriminator(s) of width {args.d_width}; "
           f"torch {torch.__version__}, default threads {default_threads}")
 
     loops = {"plain DataLoader loop": plain_dataloader_epochs, "arnstream loop": arnstream_epochs}
@@ -108,7 +115,7 @@ def main() -> int:
     for loop, runner in loops.items():
         for threads in thread_counts:
             torch.set_num_threads(threads)
-            det = fresh_arn(X, groups)
+            det = fresh_arn(X, groups, discriminators=args.discriminators, d_width=args.d_width)
             runner(det, X[:2048], 1)  # warm-up: allocator, kernels
             results[loop, threads] = float(np.median(runner(det, X, args.epochs)))
             print(f"  {loop:24s} {threads} thread(s)  {results[loop, threads]:7.2f} s/epoch")

@@ -39,12 +39,40 @@ def _linear(n_in: int, n_out: int, spectral: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
 
 
+def _discriminator_net(n_features: int, w: int, dropout: float, sn: bool) -> nn.Sequential:
+    return nn.Sequential(
+        _linear(n_features, w, sn), nn.LayerNorm(w), nn.LeakyReLU(0.2),
+        _linear(w, 2 * w, sn), nn.LayerNorm(2 * w), nn.LeakyReLU(0.2),
+        _linear(2 * w, 4 * w, sn), nn.LayerNorm(4 * w), nn.LeakyReLU(0.2),
+        _linear(4 * w, w, sn), nn.LayerNorm(w), nn.ReLU(),
+        _linear(w, w // 2, sn), nn.LayerNorm(w // 2), nn.ReLU(), nn.Dropout(dropout),
+        _linear(w // 2, w // 4, sn), nn.ReLU(), nn.Dropout(dropout),
+        _linear(w // 4, 1, sn),
+    )
+
+
+class DiscriminatorEnsemble(nn.Module):
+    """K independently initialised discriminators; forward gives their logits, shape (K, n).
+
+    Why: which cue a single D latches onto depends on its initialisation (on one split of
+    KDDCUP99_Rev the same data gave AUC 0.84 or 0.98 by model seed alone); D's that fail
+    differently average out.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([d(x) for d in self.members]).squeeze(-1)
+
+
 class ARNModule(nn.Module):
     """Encoder q(z|x), generator g(z) and discriminator D(x) -> logit of p(anomalous | x)."""
 
     def __init__(self, n_features: int, groups: tuple[tuple[int, int], ...], head: str,
                  latent_dim: int, hidden: int, d_width: int, dropout: float, spectral_norm: bool,
-                 output: str = "sigmoid"):
+                 output: str = "sigmoid", discriminators: int = 1):
         super().__init__()
         h, w = hidden, d_width
         self.groups = groups
@@ -66,16 +94,8 @@ class ARNModule(nn.Module):
             nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(2 * h, n_features),
         )
-        sn = spectral_norm
-        self.discriminator = nn.Sequential(
-            _linear(n_features, w, sn), nn.LayerNorm(w), nn.LeakyReLU(0.2),
-            _linear(w, 2 * w, sn), nn.LayerNorm(2 * w), nn.LeakyReLU(0.2),
-            _linear(2 * w, 4 * w, sn), nn.LayerNorm(4 * w), nn.LeakyReLU(0.2),
-            _linear(4 * w, w, sn), nn.LayerNorm(w), nn.ReLU(),
-            _linear(w, w // 2, sn), nn.LayerNorm(w // 2), nn.ReLU(), nn.Dropout(dropout),
-            _linear(w // 2, w // 4, sn), nn.ReLU(), nn.Dropout(dropout),
-            _linear(w // 4, 1, sn),
-        )
+        nets = [_discriminator_net(n_features, w, dropout, spectral_norm) for _ in range(discriminators)]
+        self.discriminator = nets[0] if discriminators == 1 else DiscriminatorEnsemble(nets)
 
     def generator_parameters(self):
         for part in (self.encoder, self.to_mu, self.to_logvar, self.decoder):
@@ -121,8 +141,13 @@ class ARNModule(nn.Module):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return self.relax(self.decoder(z), tau), mu, logvar
 
+    def discriminate_each(self, x: torch.Tensor) -> torch.Tensor:
+        """Every discriminator's logit, shape (K, n)."""
+        return self.discriminator(x).reshape(-1, len(x))
+
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
-        return self.discriminator(x).squeeze(-1)
+        """logit of p(anomalous | x): the mean logit of the discriminators."""
+        return self.discriminate_each(x).mean(0)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -162,9 +187,10 @@ class ARN(TorchDetector):
         objective: str = "adversarial",
         latent_dim: int = 16,
         hidden: int = 32,
-        d_width: int = 128,
+        d_width: int = 64,
         dropout: float = 0.2,
         spectral_norm: bool = False,
+        discriminators: int = 4,
         output: str = "sigmoid",
         d_noise: float = 0.0,
         box_negatives: float = 0.25,
@@ -200,6 +226,7 @@ class ARN(TorchDetector):
         self.d_width = d_width
         self.dropout = dropout
         self.spectral_norm = spectral_norm
+        self.discriminators = discriminators
         self.output = output
         self.d_noise = d_noise
         self.box_negatives = box_negatives
@@ -233,6 +260,8 @@ class ARN(TorchDetector):
                                      ("score_mode", score_mode, SCORE_MODES)):
             if value not in allowed:
                 raise ModelError(f"ARN {name} '{value}' is not one of {allowed}")
+        if not (isinstance(discriminators, int) and discriminators >= 1):
+            raise ModelError(f"ARN discriminators must be a positive integer, got {discriminators!r}")
 
     @classmethod
     def _unit_test_params(cls):
@@ -254,7 +283,8 @@ class ARN(TorchDetector):
     def build_module(self, n_features: int) -> ARNModule:
         groups = tuple(getattr(self, "feature_groups_", ()))
         return ARNModule(n_features, groups, self.head, self.latent_dim, self.hidden,
-                         self.d_width, self.dropout, self.spectral_norm, self.output)
+                         self.d_width, self.dropout, self.spectral_norm, self.output,
+                         self.discriminators)
 
     def configure(self, module: ARNModule) -> None:
         self._kl = gaussian_kl if self.kl_form == "gaussian" else public_code_kl
@@ -313,13 +343,15 @@ class ARN(TorchDetector):
         if x_a is not None:
             d_inputs.append(x_a)
             targets.append(self._noisy(1.0, len(x_a), step))
-        d_logits = m.discriminate(self._instance_noise(torch.cat(d_inputs)))
-        loss_d = F.binary_cross_entropy_with_logits(d_logits, torch.cat(targets), reduction="none")
+        # each discriminator learns on its own (the ensemble is averaged only when scoring)
+        d_logits = m.discriminate_each(self._instance_noise(torch.cat(d_inputs)))
+        d_targets = torch.cat(targets).expand_as(d_logits)
+        loss_d = F.binary_cross_entropy_with_logits(d_logits, d_targets, reduction="none")
         if x_a is not None:
             weights = torch.ones_like(loss_d)
-            weights[-len(x_a):] = self.weak_weight
+            weights[:, -len(x_a):] = self.weak_weight
             loss_d = loss_d * weights
-        loss_d = loss_d.mean()
+        loss_d = loss_d.mean()  # Adam normalises each member's gradient: the 1/K does not slow it
 
         if self.objective == "elbo":
             # ARN^GE: one objective, all parameters together (no adversary)
@@ -338,8 +370,8 @@ class ARN(TorchDetector):
         # G step: variants (of normals and of labelled anomalies) should be called normal
         for p in self._d_params:
             p.requires_grad_(False)
-        adv = F.binary_cross_entropy_with_logits(m.discriminate(self._instance_noise(x_fake)),
-                                                 torch.zeros(len(x_fake), device=x.device))
+        fake_logits = m.discriminate_each(self._instance_noise(x_fake))
+        adv = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
         for p in self._d_params:
             p.requires_grad_(True)
         loss_g = self.adv_weight * adv + self.rec_weight * rec + beta * kl

@@ -25,6 +25,22 @@ def test_shapes_of_encoder_generator_and_discriminator():
     assert m.discriminate(x).shape == (5,)
 
 
+def test_an_ensemble_scores_with_the_mean_logit_of_independent_discriminators():
+    torch.manual_seed(0)
+    m = ARNModule(9, GROUPS, "numeric", latent_dim=4, hidden=8, d_width=16, dropout=0.0,
+                  spectral_norm=False, discriminators=3)
+    x = torch.rand(5, 9)
+    each = m.discriminate_each(x)
+    assert each.shape == (3, 5)
+    assert not torch.allclose(each[0], each[1])  # members are initialised independently
+    torch.testing.assert_close(m.discriminate(x), each.mean(0))
+    # each member learns from its own loss: a loss on one member reaches only its weights
+    F.binary_cross_entropy_with_logits(each[1], torch.ones(5)).backward()
+    grads = [sum(p.grad.abs().sum() for p in d.parameters() if p.grad is not None)
+             for d in m.discriminator.members]
+    assert grads[0] == 0 and grads[1] > 0 and grads[2] == 0
+
+
 def test_gumbel_head_emits_hard_one_hot_groups_and_sigmoid_numerics():
     m = module("gumbel")
     x_fake, _, _ = m(torch.rand(64, 9), tau=0.5)
@@ -97,6 +113,8 @@ def test_bad_hyper_parameters_are_named():
         ARN(head="softmax")
     with pytest.raises(ModelError, match="no parameter"):
         make_detector("arn-n", learning_rate=1)
+    with pytest.raises(ModelError, match="discriminators"):
+        ARN(discriminators=0)
 
 
 def test_weak_labels_teach_the_discriminator_the_labelled_attack(synthetic_problem):
