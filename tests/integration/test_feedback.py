@@ -2,10 +2,10 @@
 
 The first model is trained on normal traffic only; live traffic carries `beacon` attacks
 (small fixed-size HTTPS check-ins, every value inside normal ranges), which it ranks below
-normal traffic. Analysts label 20 scored records; the policy retrains; the candidate must
-pass the gate, be picked up by serve, and rank beacons far better on fresh traffic; a
-candidate trained on inverted labels must be rejected; `models rollback` must bring the
-first model back into serve.
+normal traffic. Analysts label 14 beacons and triage the false alarms; the policy retrains;
+the candidate must pass the gate, be picked up by serve, and rank beacons far better on
+fresh traffic; a candidate trained on inverted labels must be rejected; `models rollback`
+must bring the first model back into serve.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from arnstream.stream.simulator import FlowSimulator, produce
 
 from .conftest import Collected, ServeThread, create_topics, make_config
 
-AUC_RISE = 0.3  # measured: 0.38 -> 0.94 on fresh traffic (docs/feedback.md)
+# "far better": the labels remove at least two thirds of the beacons' ranking error (1 - AUC)
+# and reach 0.9. Measured: 0.38 -> 0.94 with one discriminator, 0.71 -> 0.93 with the ensemble
+ERROR_SHARE_LEFT = 1 / 3
+MIN_AUC_AFTER = 0.9
 FPR_TOLERANCE = 0.005
 
 
@@ -103,9 +106,14 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
             assert dict(letters[3].headers)[FIELD_HEADER] == b"label"
             assert serve.thread.is_alive() and serve.service.feedback.is_alive()
 
-            # 20 analyst labels: 14 beacons caught by hand, 6 normal records confirmed normal
+            # analysts hunt and triage: 14 beacons caught by hand, and the first model's false
+            # alarms confirmed normal (at least 6 normal labels in all). Untriaged, those false
+            # alarms would be the "recent alerts" the gate holds the candidate to, and
+            # repeating another model's false alarms is no virtue (docs/feedback.md)
             beacons = [i for i, t in zip(ids, truth) if t == "beacon"][:14]
-            normals = [i for i, t in zip(ids, truth) if t == "normal"][:6]
+            normal_ids = {i for i, t in zip(ids, truth) if t == "normal"}
+            alarms = sorted({m["id"] for m in scores.snapshot() if m["is_anomaly"] and m["id"] in normal_ids})
+            normals = alarms + sorted(normal_ids - set(alarms))[:max(0, 6 - len(alarms))]
             labels = [make_label(i, "anomaly", "ana") for i in beacons]
             labels += [make_label(i, "normal", "bob") for i in normals]
             _send(cfg, cfg.topics.labels, [x.to_json() for x in labels] + [labels[0].to_json()])  # one twice
@@ -113,14 +121,14 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
             deadline = time.monotonic() + 300
             while not serve.service.feedback.outcomes and time.monotonic() < deadline:
                 time.sleep(1.0)
-            assert serve.service.feedback.outcomes, "no retraining within 300 s of 20 labels"
+            assert serve.service.feedback.outcomes, "no retraining within 300 s of the labels"
             outcome = serve.service.feedback.outcomes[0]
             assert outcome.trigger == "labels" and outcome.outcome == "promoted", outcome.detail
             second = registry.current()
             assert second != first
 
             m = serve.metrics
-            assert m.labels.labels("new")._value.get() == 20
+            assert m.labels.labels("new")._value.get() == len(labels)
             assert m.labels.labels("duplicate")._value.get() == 1  # the same label twice counts once
             assert m.labels.labels("rejected")._value.get() == len(bad)
             assert m.retrain.labels("promoted")._value.get() == 1
@@ -129,7 +137,7 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
             auc_after, fpr_after = _fresh_beacon_quality(registry.load(second))
             print(f"beacon AUC {auc_before:.3f} -> {auc_after:.3f}, FPR {fpr_before:.4f} -> {fpr_after:.4f}; "
                   f"gate: {outcome.detail}")
-            assert auc_after >= auc_before + AUC_RISE
+            assert 1 - auc_after <= ERROR_SHARE_LEFT * (1 - auc_before) and auc_after >= MIN_AUC_AFTER
             # the gate's promise: no more than tolerance above the current rate or the target, the larger
             assert fpr_after <= max(fpr_before, cfg.training.target_fpr) + FPR_TOLERANCE
 
