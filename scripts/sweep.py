@@ -7,7 +7,8 @@ Used for the ablations in docs/results.md. Hyper-parameters are compared on the
         --workers 12 --deadline 300 -- --device cuda --threads 1
 
 A plan file has one job per line: `NAME DATASET MODEL EPOCHS RUNS SEED [--set k=v ...]`.
-Jobs still running at the deadline are stopped; what finished is still tabulated.
+Jobs still running at the deadline are stopped; what finished is still tabulated. Jobs named
+NAME_s0, NAME_s1, ... (one seed each, to spread the runs over workers) form one table row.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 
 def parse_plan(path: Path) -> list[dict]:
@@ -59,17 +62,28 @@ def run_jobs(jobs: list[dict], out: Path, workers: int, deadline: float, extra: 
             pending.clear()
 
 
+def _group(stem: str) -> str:
+    """Jobs named NAME_s0, NAME_s1, ... (one seed each) are one configuration."""
+    head, _, tail = stem.rpartition("_s")
+    return head if head and tail.isdigit() else stem
+
+
 def table(out: Path) -> str:
-    rows = []
+    groups: dict[tuple[str, str], list[dict]] = {}
     for path in sorted(out.glob("*.json")):
         r = json.loads(path.read_text())
-        s = r["summary"]
-        rows.append((r["dataset"]["name"], path.stem, s["val_auc"]["mean"], s["auc"]["mean"], s["auc"]["std"],
-                     s["auprc"]["mean"], s["fit_seconds"]["mean"], [round(x["auc"], 4) for x in r["runs"]]))
-        for alt, a in s.get("alternatives", {}).items():
-            rows.append((r["dataset"]["name"], f"{path.stem} [{alt} score]", a["val_auc"]["mean"], a["auc"]["mean"],
-                         a["auc"]["std"], a["auprc"]["mean"], s["fit_seconds"]["mean"],
-                         [round(x["alternatives"][alt]["auc"], 4) for x in r["runs"]]))
+        for run in r["runs"]:
+            groups.setdefault((r["dataset"]["name"], _group(path.stem)), []).append(run)
+            for alt, a in run.get("alternatives", {}).items():
+                key = (r["dataset"]["name"], f"{_group(path.stem)} [{alt} score]")
+                groups.setdefault(key, []).append({**a, "fit_seconds": run["fit_seconds"],
+                                                   "auprc": a.get("auprc", float("nan"))})
+    rows = []
+    for (ds, name), runs in groups.items():
+        auc = np.array([x["auc"] for x in runs])
+        rows.append((ds, name, np.mean([x["val_auc"] for x in runs]), auc.mean(), auc.std(),
+                     np.mean([x["auprc"] for x in runs]), np.mean([x["fit_seconds"] for x in runs]),
+                     [round(float(a), 4) for a in auc]))
     rows.sort(key=lambda x: (x[0], -x[2]))
     lines = ["| dataset | config | val AUC | test AUC (mean ± std) | AUPRC | fit s/run | per run |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
