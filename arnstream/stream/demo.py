@@ -46,7 +46,7 @@ MALFORMED_EVERY = 500  # one malformed record per this many live records, to sho
 @dataclass
 class DemoOptions:
     normal_records: int = 30000
-    live_seconds: float = 90.0
+    live_seconds: float = 150.0
     rate: float = 1000.0
     attacks: tuple[str, ...] = ("scan", "synflood", "bruteforce", "exfiltration")
     epochs: int = 12
