@@ -264,6 +264,11 @@ class ARN(TorchDetector):
             raise ModelError(f"ARN discriminators must be a positive integer, got {discriminators!r}")
 
     @classmethod
+    def params_from_artifact(cls, params):
+        # artifacts saved before the ensemble existed (2026-11-29) have one discriminator
+        return {"discriminators": 1, **params}
+
+    @classmethod
     def _unit_test_params(cls):
         return {"epochs": 4, "batch_size": 128, "lr_d": 1e-3, "lr_g": 1e-3, "device": "cpu",
                 "ema_decay": 0.9, "box_negatives": 1.0}

@@ -33,6 +33,12 @@ class Detector:
         return {p: getattr(self, p) for p in self.param_names()}
 
     @classmethod
+    def params_from_artifact(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments saved with an artifact, completed for parameters added since
+        (their value then was not today's default)."""
+        return params
+
+    @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
         """Cheap settings for the contract test suite."""
         return {}

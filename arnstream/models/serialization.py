@@ -123,7 +123,7 @@ def load_detector(path: Path) -> LoadedArtifact:
     except (SafetensorError, OSError) as exc:
         raise ArtifactError(f"{path / WEIGHTS}: unreadable ({exc})") from exc
     cls = detector_class(envelope["detector"])
-    detector = cls(**envelope["params"])
+    detector = cls(**cls.params_from_artifact(dict(envelope["params"])))
     detector.n_features_in_ = int(envelope["n_features_in"])
     detector.feature_groups_ = tuple(tuple(g) for g in envelope["feature_groups"])
     if envelope.get("threshold") is not None:

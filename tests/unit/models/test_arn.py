@@ -192,3 +192,27 @@ def test_mixed_negatives_take_whole_fields_from_other_real_rows():
     assert changed.any()  # some fields come from donors...
     for j in range(9):  # ...and every value is some real row's value of that column
         assert torch.isin(mixed[:, j], x[:, j]).all()
+
+
+def test_an_artifact_from_before_the_ensemble_loads_with_one_discriminator(synthetic_problem, tmp_path):
+    import hashlib
+    import json
+
+    from arnstream.models import Detector
+
+    p = synthetic_problem
+    det = ARN(epochs=1, batch_size=256, device="cpu", discriminators=1, d_width=128)
+    det.fit(p["X_train"][:300], feature_groups=p["groups"])
+    det.save(tmp_path / "m")
+    # what an artifact saved before the parameter existed looks like (checksums re-made)
+    envelope = tmp_path / "m" / "detector.json"
+    data = json.loads(envelope.read_text())
+    del data["params"]["discriminators"]
+    envelope.write_text(json.dumps(data))
+    sums_path = tmp_path / "m" / "checksums.json"
+    sums = json.loads(sums_path.read_text())
+    sums["detector.json"] = hashlib.sha256(envelope.read_bytes()).hexdigest()
+    sums_path.write_text(json.dumps(sums))
+    loaded = Detector.load(tmp_path / "m")
+    assert loaded.discriminators == 1
+    np.testing.assert_allclose(loaded.score(p["X_test"][:50]), det.score(p["X_test"][:50]), atol=1e-6)
