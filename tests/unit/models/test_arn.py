@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +8,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from arnstream.errors import ModelError
-from arnstream.models import ARN, make_detector
+from arnstream.models import ARN, Detector, make_detector
 from arnstream.models.arn import ARNModule, gaussian_kl, noisy_labels
 
 GROUPS = ((2, 5), (5, 7))
@@ -195,11 +198,6 @@ def test_mixed_negatives_take_whole_fields_from_other_real_rows():
 
 
 def test_an_artifact_from_before_the_ensemble_loads_with_one_discriminator(synthetic_problem, tmp_path):
-    import hashlib
-    import json
-
-    from arnstream.models import Detector
-
     p = synthetic_problem
     det = ARN(epochs=1, batch_size=256, device="cpu", discriminators=1, d_width=128)
     det.fit(p["X_train"][:300], feature_groups=p["groups"])
