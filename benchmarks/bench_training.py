@@ -75,7 +75,8 @@ def plain_dataloader_epochs(det: ARN, X: np.ndarray, epochs: int) -> list[float]
             x_fake, mu, logvar = m(x, det.temperature(step))
             p_adv = torch.sigmoid(m.discriminate_each(x_fake))
             adv = bce(p_adv, torch.zeros_like(p_adv))
-            loss_g = det.adv_weight * adv + det.rec_weight * F.mse_loss(x_fake, x) + det.kl_beta(step) * gaussian_kl(mu, logvar)
+            loss_g = (det.adv_weight * adv + det.rec_weight * F.mse_loss(x_fake, x)
+                      + det.kl_beta(step) * gaussian_kl(mu, logvar))
             det._opt_g.zero_grad()
             loss_g.backward()
             det._opt_g.step()
@@ -99,8 +100,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="ours: runtime.threads")
     parser.add_argument("--discriminators", type=int, default=ARN().discriminators)
     parser.add_argument("--d-width", type=int, default=ARN().d_width)
-    parser.add_argument("--data-dir", default=os.environ.get("ARNSTREAM_DATA_DIR",
-                                                             str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    default_data = str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data-dir", default=os.environ.get("ARNSTREAM_DATA_DIR", default_data))
     args = parser.parse_args()
 
     X, groups = encoded_rows(args.dataset, args.rows, Path(args.data_dir))

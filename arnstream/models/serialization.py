@@ -45,8 +45,8 @@ def _sha256(path: Path) -> str:
 
 
 def _versions() -> dict:
-    import torch
     import safetensors
+    import torch
 
     from .. import __version__
 

@@ -79,7 +79,8 @@ class NetflowSimulator:
             ports = _SERVERS[dst]
             dport = ports[rng.integers(len(ports))]
         proto, mo, mi, md = _PORTS[dport]
-        flags = "" if proto == "udp" else str(rng.choice(["SAFP", "SAF", "SA", "S", "SR"], p=[0.7, 0.26, 0.02, 0.01, 0.01]))
+        flags = "" if proto == "udp" else str(rng.choice(["SAFP", "SAF", "SA", "S", "SR"],
+                                                         p=[0.7, 0.26, 0.02, 0.01, 0.01]))
         return self._flow(src, dst, rng.integers(1024, 65536), dport, proto, flags, rng.exponential(md),
                           rng.lognormal(mo, 0.8), rng.lognormal(mi, 1.0) if flags not in ("S", "SR") else 0.0)
 

@@ -252,11 +252,11 @@ def test_metrics_endpoint_reports_what_serve_did(broker, model_registry, client)
 def test_netflow_windows_give_the_same_vectors_and_scores_offline_and_online(broker, tmp_path, client):
     """Raw flows: the traffic windows computed while serving equal a replay of the topic."""
     from arnstream.config import load_config
+    from arnstream.features.pipeline import FeaturePipeline
     from arnstream.schema import FlowSchema
     from arnstream.stream.client import open_producer
     from arnstream.stream.netflow_sim import NetflowSimulator
     from arnstream.stream.window import read_window
-    from arnstream.features.pipeline import FeaturePipeline
     from arnstream.trainer import detector_params, train_on_records
 
     registry = Registry(tmp_path / "registry")

@@ -6,8 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from arnstream.data import load_dataset
-from arnstream.data import loaders
+from arnstream.data import load_dataset, loaders
 from arnstream.errors import DataError
 
 KDD_NORMAL = "0,tcp,http,SF,181,5450,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,8,8,0.00,0.00,0.00,0.00,1.00,0.00,0.00,9,9,1.00,0.00,0.11,0.00,0.00,0.00,0.00,0.00"

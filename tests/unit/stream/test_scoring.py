@@ -7,8 +7,7 @@ import pytest
 from arnstream.models import make_detector
 from arnstream.models.serialization import LoadedArtifact
 from arnstream.stream.client import Message
-from arnstream.stream.scoring import (REASON_HEADER, SOURCE_HEADER, ScoringModel, reason_category,
-                                      score_messages)
+from arnstream.stream.scoring import REASON_HEADER, SOURCE_HEADER, ScoringModel, reason_category, score_messages
 from arnstream.stream.simulator import FlowSimulator
 
 
