@@ -46,8 +46,9 @@ def encoded_rows(dataset: str, rows: int, data_dir: Path) -> tuple[np.ndarray, l
 
 
 def fresh_arn(X: np.ndarray, groups, seed: int = 0, **params) -> ARN:
-    # box_negatives=0: the plain loop has no box term, both loops compute the same losses
-    det = ARN(head="numeric", batch_size=1024, device="cpu", seed=seed, box_negatives=0.0, **params)
+    # no extra negatives: the plain loop has none, both loops compute the same losses
+    det = ARN(head="numeric", batch_size=1024, device="cpu", seed=seed, box_negatives=0.0, field_negatives=0.0,
+              **params)
     det._start_training(X.shape[1], groups)
     return det
 

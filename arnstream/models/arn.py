@@ -28,6 +28,7 @@ from .training import EpochRecord, StepContext
 HEADS = ("numeric", "gumbel")
 OUTPUTS = ("sigmoid", "clamp")
 SCORE_MODES = ("discriminator", "combined")
+FIELD_KINDS = ("all", "categorical")  # which fields one-field-off negatives redraw
 REFERENCE_ROWS = 20000  # training normals kept to standardise the combined score
 OBJECTIVES = ("adversarial", "elbo")
 KL_SCHEDULES = ("constant", "warmup", "decay")
@@ -197,6 +198,9 @@ class ARN(TorchDetector):
         box_margin: float = 0.5,
         mix_negatives: float = 0.0,
         mix_fields: float = 0.5,
+        field_negatives: float = 0.25,
+        field_margin: float = 0.0,
+        field_kinds: str = "categorical",
         score_mode: str = "discriminator",
         epochs: int = 30,
         batch_size: int = 1024,
@@ -233,6 +237,9 @@ class ARN(TorchDetector):
         self.box_margin = box_margin
         self.mix_negatives = mix_negatives
         self.mix_fields = mix_fields
+        self.field_negatives = field_negatives
+        self.field_margin = field_margin
+        self.field_kinds = field_kinds
         self.score_mode = score_mode
         self.epochs = epochs
         self.batch_size = batch_size
@@ -257,7 +264,8 @@ class ARN(TorchDetector):
         for name, value, allowed in (("head", head, HEADS), ("objective", objective, OBJECTIVES),
                                      ("kl_schedule", kl_schedule, KL_SCHEDULES),
                                      ("kl_form", kl_form, KL_FORMS), ("output", output, OUTPUTS),
-                                     ("score_mode", score_mode, SCORE_MODES)):
+                                     ("score_mode", score_mode, SCORE_MODES),
+                                     ("field_kinds", field_kinds, FIELD_KINDS)):
             if value not in allowed:
                 raise ModelError(f"ARN {name} '{value}' is not one of {allowed}")
         if not (isinstance(discriminators, int) and discriminators >= 1):
@@ -265,8 +273,9 @@ class ARN(TorchDetector):
 
     @classmethod
     def params_from_artifact(cls, params):
-        # artifacts saved before the ensemble existed (2026-11-29) have one discriminator
-        return {"discriminators": 1, **params}
+        # artifacts saved before the ensemble and the one-field-off negatives (2026-11-29)
+        # were trained with one discriminator and without those negatives
+        return {"discriminators": 1, "field_negatives": 0.0, **params}
 
     @classmethod
     def _unit_test_params(cls):
@@ -307,6 +316,11 @@ class ARN(TorchDetector):
             field_of[a:b] = self.n_features_in_ + i
         _, field_of = np.unique(field_of, return_inverse=True)
         self._field_of = torch.as_tensor(field_of, device=self.device_)
+        # fields one-field-off negatives may redraw, as a range of field indices (one-hot
+        # groups got the largest ones above); empty for field_kinds=categorical without groups
+        n_fields, n_groups = int(field_of.max()) + 1, len(self.feature_groups_)
+        first = n_fields - n_groups if self.field_kinds == "categorical" else 0
+        self._redraw_fields = (first, n_fields)
 
     def step_extra(self, X, y) -> dict:
         if y is None or not (y == 1).any():
@@ -345,6 +359,10 @@ class ARN(TorchDetector):
             mixed = self._mixed_samples(x, int(self.mix_negatives * n))
             d_inputs.append(mixed)
             targets.append(self._noisy(1.0, len(mixed), step))
+        if self.field_negatives > 0 and self._redraw_fields[0] < self._redraw_fields[1]:
+            odd = self._one_field_off(x, int(self.field_negatives * n))
+            d_inputs.append(odd)
+            targets.append(self._noisy(1.0, len(odd), step))
         if x_a is not None:
             d_inputs.append(x_a)
             targets.append(self._noisy(1.0, len(x_a), step))
@@ -385,12 +403,12 @@ class ARN(TorchDetector):
         self._opt_g.step()
         return {"loss_d": loss_d, "loss_g": loss_g, "adv": adv, "rec": rec, "kl": kl}
 
-    def _box_samples(self, k: int, device) -> torch.Tensor:
+    def _box_samples(self, k: int, device, margin: float | None = None) -> torch.Tensor:
         """Uniform points in the training box widened by box_margin, with valid one-hot
         groups: far-off rows D must call anomalous, so that it cannot extrapolate
         'more extreme than the generator's variants' into 'more normal than normal'."""
-        d = self.n_features_in_
-        x = torch.rand(k, d, device=device) * (1 + 2 * self.box_margin) - self.box_margin
+        d, margin = self.n_features_in_, self.box_margin if margin is None else margin
+        x = torch.rand(k, d, device=device) * (1 + 2 * margin) - margin
         for a, b in self.feature_groups_:
             pick = torch.randint(a, b, (k,), device=device)
             x[:, a:b] = 0.0
@@ -407,6 +425,17 @@ class ARN(TorchDetector):
         n_fields = int(self._field_of.max()) + 1
         take = torch.rand(k, n_fields, device=x.device) < self.mix_fields
         return torch.where(take[:, self._field_of], donor, base)
+
+    def _one_field_off(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Real rows with one field replaced by a random draw (a one-hot group: a uniform
+        category; a numeric column, with field_kinds=all: a uniform value in the training
+        range widened by field_margin): D must learn, field by field, which values normal
+        traffic never takes (a rare service or flag), where the generator's variants and
+        the box's far-off points teach it nothing."""
+        k = min(k, len(x))
+        pick = torch.randint(*self._redraw_fields, (k, 1), device=x.device)
+        values = self._box_samples(k, x.device, self.field_margin)
+        return torch.where(self._field_of == pick, values, x[:k])
 
     def _instance_noise(self, x: torch.Tensor) -> torch.Tensor:
         """Gaussian noise on what D sees in training (never when scoring): blurs the fine

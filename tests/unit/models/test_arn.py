@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from arnstream.errors import ModelError
 from arnstream.models import ARN, Detector, make_detector
 from arnstream.models.arn import ARNModule, gaussian_kl, noisy_labels
+from arnstream.models.training import StepContext
 
 GROUPS = ((2, 5), (5, 7))
 
@@ -197,20 +198,59 @@ def test_mixed_negatives_take_whole_fields_from_other_real_rows():
         assert torch.isin(mixed[:, j], x[:, j]).all()
 
 
-def test_an_artifact_from_before_the_ensemble_loads_with_one_discriminator(synthetic_problem, tmp_path):
+def test_one_field_off_negatives_change_exactly_one_field_of_a_real_row():
+    torch.manual_seed(0)
+    det = _configured_arn(field_kinds="all")
+    x = torch.rand(400, 9) * 0.1  # real numerics near 0: a box value is almost surely different
+    for a, b in GROUPS:
+        x[:, a:b] = F.one_hot(torch.zeros(400, dtype=torch.long), b - a).float()
+    odd = det._one_field_off(x, 300)
+    assert odd.shape == (300, 9)
+    fields = [[0], [1], [2, 3, 4], [5, 6], [7], [8]]
+    changed = torch.stack([(odd[:, f] != x[:300, f]).any(1) for f in fields], 1)
+    assert torch.all(changed.sum(1) <= 1)  # never more than one field per row
+    assert changed.sum() > 250  # a one-hot group may draw its own category again
+    assert changed.any(0).all()  # every field gets picked
+    for a, b in GROUPS:
+        assert torch.all(odd[:, a:b].sum(1) == 1)
+
+
+def test_an_artifact_from_before_the_ensemble_loads_as_it_was_trained(synthetic_problem, tmp_path):
     p = synthetic_problem
-    det = ARN(epochs=1, batch_size=256, device="cpu", discriminators=1, d_width=128)
+    det = ARN(epochs=1, batch_size=256, device="cpu", discriminators=1, d_width=128, field_negatives=0.0)
     det.fit(p["X_train"][:300], feature_groups=p["groups"])
     det.save(tmp_path / "m")
     # what an artifact saved before the parameter existed looks like (checksums re-made)
     envelope = tmp_path / "m" / "detector.json"
     data = json.loads(envelope.read_text())
-    del data["params"]["discriminators"]
+    del data["params"]["discriminators"], data["params"]["field_negatives"]
     envelope.write_text(json.dumps(data))
     sums_path = tmp_path / "m" / "checksums.json"
     sums = json.loads(sums_path.read_text())
     sums["detector.json"] = hashlib.sha256(envelope.read_bytes()).hexdigest()
     sums_path.write_text(json.dumps(sums))
     loaded = Detector.load(tmp_path / "m")
-    assert loaded.discriminators == 1
+    assert loaded.discriminators == 1 and loaded.field_negatives == 0.0
     np.testing.assert_allclose(loaded.score(p["X_test"][:50]), det.score(p["X_test"][:50]), atol=1e-6)
+
+
+def test_one_field_off_negatives_can_redraw_categorical_fields_only():
+    torch.manual_seed(0)
+    det = _configured_arn(field_kinds="categorical")
+    x = torch.rand(400, 9) * 0.1
+    for a, b in GROUPS:
+        x[:, a:b] = F.one_hot(torch.zeros(400, dtype=torch.long), b - a).float()
+    odd = det._one_field_off(x, 400)
+    numeric = [0, 1, 7, 8]
+    assert torch.equal(odd[:, numeric], x[:, numeric])
+    assert (odd[:, 2:7] != x[:, 2:7]).any(1).sum() > 200  # both groups redrawn, some to other categories
+    with pytest.raises(ModelError, match="field_kinds"):
+        ARN(field_kinds="numeric")
+
+
+def test_categorical_field_negatives_are_skipped_when_there_is_no_categorical_field():
+    det = ARN(device="cpu", field_negatives=0.25, field_kinds="categorical")
+    det._start_training(9, ())
+    assert det._redraw_fields[0] == det._redraw_fields[1]
+    losses = det.training_step(torch.rand(64, 9), StepContext())
+    assert torch.isfinite(losses["loss_d"])
