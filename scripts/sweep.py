@@ -7,7 +7,8 @@ Used for the ablations in docs/results.md. Hyper-parameters are compared on the
         --workers 12 --deadline 300 -- --device cuda --threads 1
 
 A plan file has one job per line: `NAME DATASET MODEL EPOCHS RUNS SEED [--set k=v ...]`.
-Jobs still running at the deadline are stopped; what finished is still tabulated. Jobs named
+Jobs still running at the deadline are stopped; what finished is still tabulated. --resume
+skips the jobs whose result is already in --out. Jobs named
 NAME_s0, NAME_s1, ... (one seed each, to spread the runs over workers) form one table row.
 """
 
@@ -98,9 +99,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--deadline", type=float, default=3600, help="seconds before running jobs are stopped")
+    parser.add_argument("--resume", action="store_true", help="skip jobs whose result JSON is already in --out")
     parser.add_argument("extra", nargs="*", help="arguments for every evaluate call (after --)")
     args = parser.parse_args()
-    run_jobs(parse_plan(args.plan), args.out, args.workers, args.deadline, args.extra)
+    jobs = parse_plan(args.plan)
+    if args.resume:
+        jobs = [j for j in jobs if not (args.out / f"{j['name']}.json").exists()]
+    run_jobs(jobs, args.out, args.workers, args.deadline, args.extra)
     report = table(args.out)
     (args.out / "table.md").write_text(report + "\n")
     print(report)
