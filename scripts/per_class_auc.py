@@ -26,17 +26,11 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from arnstream.config import parse_assignment  # noqa: E402
 from arnstream.data import load_dataset, paper_split  # noqa: E402
 from arnstream.features import RecordEncoder  # noqa: E402
 from arnstream.features.columns import take  # noqa: E402
 from arnstream.models import make_detector  # noqa: E402
-
-
-def parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def main() -> int:
@@ -64,8 +58,7 @@ def main() -> int:
     def encode(index):
         return encoder.transform(take(ds.columns, index))
 
-    params = dict(kv.split("=", 1) for kv in args.set)
-    params = {k: parse_value(v) for k, v in params.items()}
+    params = dict(parse_assignment(item) for item in args.set)
     if args.model != "iforest":
         params.setdefault("epochs", args.epochs)
     model_seed = args.seed if args.model_seed is None else args.model_seed
