@@ -16,6 +16,8 @@ records in its batch (the public code's batch-statistics BatchNorm does; see doc
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,8 @@ HEADS = ("numeric", "gumbel")
 OUTPUTS = ("sigmoid", "clamp")
 SCORE_MODES = ("discriminator", "combined")
 FIELD_KINDS = ("all", "categorical")  # which fields one-field-off negatives redraw
-REFERENCE_ROWS = 20000  # training normals kept to standardise the combined score
+REFERENCE_ROWS = 20000  # training normals whose component values the combined score ranks against
+REFERENCE_KEY = "combined_reference"  # their sorted values, saved beside the weights
 OBJECTIVES = ("adversarial", "elbo")
 KL_SCHEDULES = ("constant", "warmup", "decay")
 KL_FORMS = ("gaussian", "public-code")
@@ -161,6 +164,17 @@ def public_code_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (0.5 * (-0.5 * logvar + torch.exp(0.5 * logvar) + mu.pow(2))).mean()
 
 
+def tail_rarity(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """-log P(reference >= value) among sorted training normals; past their maximum it grows
+    one unit per (maximum - 99th percentile)."""
+    n = reference.numel()
+    below = torch.searchsorted(reference, values.contiguous(), right=True)
+    rarity = -torch.log((n + 1 - below).to(values.dtype) / (n + 1))
+    top, p99 = reference[-1], reference[min(n - 1, int(0.99 * n))]
+    beyond = math.log(n + 1) + (values - top) / torch.clamp(top - p99, min=1e-6)
+    return torch.where(values > top, beyond, rarity)
+
+
 def noisy_labels(target: float, n: int, step: int, smooth: float, flip: float, decay: float,
                  device) -> torch.Tensor:
     """Soft labels in [0, s] (or [1 - s, 1]) with a fraction p flipped; s, p shrink by decay^step.
@@ -201,6 +215,7 @@ class ARN(TorchDetector):
         field_negatives: float = 0.25,
         field_margin: float = 0.0,
         field_kinds: str = "categorical",
+        numeric_negatives: float = 0.0,
         score_mode: str = "discriminator",
         epochs: int = 30,
         batch_size: int = 1024,
@@ -240,6 +255,7 @@ class ARN(TorchDetector):
         self.field_negatives = field_negatives
         self.field_margin = field_margin
         self.field_kinds = field_kinds
+        self.numeric_negatives = numeric_negatives
         self.score_mode = score_mode
         self.epochs = epochs
         self.batch_size = batch_size
@@ -321,6 +337,7 @@ class ARN(TorchDetector):
         n_fields, n_groups = int(field_of.max()) + 1, len(self.feature_groups_)
         first = n_fields - n_groups if self.field_kinds == "categorical" else 0
         self._redraw_fields = (first, n_fields)
+        self._numeric_fields = (0, n_fields - n_groups)
 
     def step_extra(self, X, y) -> dict:
         if y is None or not (y == 1).any():
@@ -360,7 +377,11 @@ class ARN(TorchDetector):
             d_inputs.append(mixed)
             targets.append(self._noisy(1.0, len(mixed), step))
         if self.field_negatives > 0 and self._redraw_fields[0] < self._redraw_fields[1]:
-            odd = self._one_field_off(x, int(self.field_negatives * n))
+            odd = self._one_field_off(x, int(self.field_negatives * n), self._redraw_fields)
+            d_inputs.append(odd)
+            targets.append(self._noisy(1.0, len(odd), step))
+        if self.numeric_negatives > 0 and self._numeric_fields[0] < self._numeric_fields[1]:
+            odd = self._one_field_off(x, int(self.numeric_negatives * n), self._numeric_fields)
             d_inputs.append(odd)
             targets.append(self._noisy(1.0, len(odd), step))
         if x_a is not None:
@@ -426,14 +447,14 @@ class ARN(TorchDetector):
         take = torch.rand(k, n_fields, device=x.device) < self.mix_fields
         return torch.where(take[:, self._field_of], donor, base)
 
-    def _one_field_off(self, x: torch.Tensor, k: int) -> torch.Tensor:
+    def _one_field_off(self, x: torch.Tensor, k: int, fields: tuple[int, int]) -> torch.Tensor:
         """Real rows with one field replaced by a random draw (a one-hot group: a uniform
         category; a numeric column, with field_kinds=all: a uniform value in the training
         range widened by field_margin): D must learn, field by field, which values normal
         traffic never takes (a rare service or flag), where the generator's variants and
         the box's far-off points teach it nothing."""
         k = min(k, len(x))
-        pick = torch.randint(*self._redraw_fields, (k, 1), device=x.device)
+        pick = torch.randint(*fields, (k, 1), device=x.device)
         values = self._box_samples(k, x.device, self.field_margin)
         return torch.where(self._field_of == pick, values, x[:k])
 
@@ -517,16 +538,19 @@ class ARN(TorchDetector):
         rec = (m.reconstruct(x) - x).pow(2).mean(1)
         return logit, torch.log(rec + 1e-8)
 
-    @torch.no_grad()
+    def _component_arrays(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = self._map_batches(self._components, X)
+        return tuple(torch.cat([p[k] for p in parts]).float().cpu().numpy() for k in range(2))
+
+    def components(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the discriminators' mean logit and the log reconstruction error (the two
+        parts of score_mode=combined), to see which part of the model finds what."""
+        self._check_fitted()
+        return self._component_arrays(self._check_matrix(X, "X", n_features=self.n_features_in_))
+
     def _fit_reference(self, ref: np.ndarray) -> None:
-        """Median and IQR of both components on training normals (for score_mode=combined)."""
-        parts = self._map_batches(self._components, ref)
-        stats = []
-        for k in range(2):
-            v = torch.cat([p[k] for p in parts]).cpu().numpy().astype(np.float64)
-            q1, med, q3 = np.quantile(v, [0.25, 0.5, 0.75])
-            stats.append([med, max(q3 - q1, 1e-6)])
-        self.reference_ = np.asarray(stats, dtype=np.float64)
+        """Both components on training normals, sorted (for score_mode=combined)."""
+        self.reference_ = np.sort(np.stack(self._component_arrays(ref)), axis=1).astype(np.float32)
 
     def alternative_scores(self, X) -> dict[str, np.ndarray]:
         """Both scorings of this model: D alone and D combined with the reconstruction."""
@@ -543,10 +567,9 @@ class ARN(TorchDetector):
     def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
         if self.score_mode == "discriminator":
             return torch.sigmoid(self.module_.discriminate(batch))
-        # combined: D's and the reconstruction's robust z-scores against training normals
         logit, log_rec = self._components(batch)
-        ref = torch.as_tensor(self.reference_, device=batch.device, dtype=logit.dtype)
-        return (logit - ref[0, 0]) / ref[0, 1] + (log_rec - ref[1, 0]) / ref[1, 1]
+        ref = torch.as_tensor(self.reference_, device=batch.device)
+        return tail_rarity(logit, ref[0]) + tail_rarity(log_rec, ref[1])
 
     # ---------------------------------------------------------------- generator
     @torch.no_grad()
@@ -563,10 +586,12 @@ class ARN(TorchDetector):
     def _get_state(self):
         arrays, meta = super()._get_state()
         meta["selected_epoch"] = getattr(self, "selected_epoch_", None)
-        meta["reference"] = self.reference_.tolist()
+        arrays[REFERENCE_KEY] = self.reference_
         return arrays, meta
 
     def _set_state(self, arrays, meta) -> None:
+        arrays = dict(arrays)
+        reference = arrays.pop(REFERENCE_KEY, None)
         super()._set_state(arrays, meta)
         self.selected_epoch_ = meta.get("selected_epoch")
-        self.reference_ = np.asarray(meta["reference"], dtype=np.float64)
+        self.reference_ = reference

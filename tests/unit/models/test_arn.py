@@ -204,7 +204,7 @@ def test_one_field_off_negatives_change_exactly_one_field_of_a_real_row():
     x = torch.rand(400, 9) * 0.1  # real numerics near 0: a box value is almost surely different
     for a, b in GROUPS:
         x[:, a:b] = F.one_hot(torch.zeros(400, dtype=torch.long), b - a).float()
-    odd = det._one_field_off(x, 300)
+    odd = det._one_field_off(x, 300, det._redraw_fields)
     assert odd.shape == (300, 9)
     fields = [[0], [1], [2, 3, 4], [5, 6], [7], [8]]
     changed = torch.stack([(odd[:, f] != x[:300, f]).any(1) for f in fields], 1)
@@ -240,7 +240,7 @@ def test_one_field_off_negatives_can_redraw_categorical_fields_only():
     x = torch.rand(400, 9) * 0.1
     for a, b in GROUPS:
         x[:, a:b] = F.one_hot(torch.zeros(400, dtype=torch.long), b - a).float()
-    odd = det._one_field_off(x, 400)
+    odd = det._one_field_off(x, 400, det._redraw_fields)
     numeric = [0, 1, 7, 8]
     assert torch.equal(odd[:, numeric], x[:, numeric])
     assert (odd[:, 2:7] != x[:, 2:7]).any(1).sum() > 200  # both groups redrawn, some to other categories
@@ -254,3 +254,47 @@ def test_categorical_field_negatives_are_skipped_when_there_is_no_categorical_fi
     assert det._redraw_fields[0] == det._redraw_fields[1]
     losses = det.training_step(torch.rand(64, 9), StepContext())
     assert torch.isfinite(losses["loss_d"])
+
+
+def test_numeric_negatives_redraw_one_numeric_field_and_leave_categories_alone():
+    torch.manual_seed(0)
+    det = _configured_arn(numeric_negatives=0.25)
+    x = torch.rand(400, 9) * 0.1
+    for a, b in GROUPS:
+        x[:, a:b] = F.one_hot(torch.zeros(400, dtype=torch.long), b - a).float()
+    odd = det._one_field_off(x, 400, det._numeric_fields)
+    assert torch.equal(odd[:, 2:7], x[:, 2:7])
+    changed = (odd != x)[:, [0, 1, 7, 8]]
+    assert torch.all(changed.sum(1) == 1) and changed.any(0).all()
+    losses = det.training_step(x[:128], StepContext())  # both kinds of negatives in one D step
+    assert torch.isfinite(losses["loss_d"])
+
+
+def test_components_are_the_parts_of_the_combined_score(synthetic_problem):
+    p = synthetic_problem
+    det = ARN(epochs=1, batch_size=256, device="cpu").fit(p["X_train"][:500], feature_groups=p["groups"])
+    logit, log_rec = det.components(p["X_test"][:40])
+    assert logit.shape == log_rec.shape == (40,)
+    np.testing.assert_allclose(torch.sigmoid(torch.as_tensor(logit)).numpy(), det.score(p["X_test"][:40]), atol=1e-6)
+    ref_d, ref_r = det.reference_
+
+    def survival(v, ref):
+        return (len(ref) + 1 - np.searchsorted(ref, v, side="right")) / (len(ref) + 1)
+
+    inside = (logit <= ref_d[-1]) & (log_rec <= ref_r[-1])
+    combined = det.alternative_scores(p["X_test"][:40])["combined"]
+    expected = -np.log(survival(logit, ref_d)) - np.log(survival(log_rec, ref_r))
+    np.testing.assert_allclose(combined[inside], expected[inside], rtol=1e-5, atol=1e-5)
+
+
+def test_the_combined_score_is_batch_invariant_and_survives_save_and_load(synthetic_problem, tmp_path):
+    p = synthetic_problem
+    det = ARN(epochs=1, batch_size=256, device="cpu", score_mode="combined").fit(
+        p["X_train"][:600], feature_groups=p["groups"])
+    X = p["X_test"][:300]
+    whole = det.score(X)
+    perm = np.random.default_rng(0).permutation(len(X))
+    np.testing.assert_allclose(det.score(X[perm]), whole[perm], atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([det.score(X[i:i + 1]) for i in range(20)]), whole[:20], atol=1e-5)
+    det.save(tmp_path / "m")
+    np.testing.assert_allclose(Detector.load(tmp_path / "m").score(X), whole, atol=1e-6)
