@@ -16,8 +16,6 @@ records in its batch (the public code's batch-statistics BatchNorm does; see doc
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,8 +29,7 @@ HEADS = ("numeric", "gumbel")
 OUTPUTS = ("sigmoid", "clamp")
 SCORE_MODES = ("discriminator", "combined")
 FIELD_KINDS = ("all", "categorical")  # which fields one-field-off negatives redraw
-REFERENCE_ROWS = 20000  # training normals whose component values the combined score ranks against
-REFERENCE_KEY = "combined_reference"  # their sorted values, saved beside the weights
+REFERENCE_ROWS = 20000  # training normals kept to standardise the combined score
 OBJECTIVES = ("adversarial", "elbo")
 KL_SCHEDULES = ("constant", "warmup", "decay")
 KL_FORMS = ("gaussian", "public-code")
@@ -162,17 +159,6 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def public_code_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """The expression the paper's public code uses instead (kept for fidelity runs only)."""
     return (0.5 * (-0.5 * logvar + torch.exp(0.5 * logvar) + mu.pow(2))).mean()
-
-
-def tail_rarity(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """-log P(reference >= value) among sorted training normals; past their maximum it grows
-    one unit per (maximum - 99th percentile)."""
-    n = reference.numel()
-    below = torch.searchsorted(reference, values.contiguous(), right=True)
-    rarity = -torch.log((n + 1 - below).to(values.dtype) / (n + 1))
-    top, p99 = reference[-1], reference[min(n - 1, int(0.99 * n))]
-    beyond = math.log(n + 1) + (values - top) / torch.clamp(top - p99, min=1e-6)
-    return torch.where(values > top, beyond, rarity)
 
 
 def noisy_labels(target: float, n: int, step: int, smooth: float, flip: float, decay: float,
@@ -549,8 +535,12 @@ class ARN(TorchDetector):
         return self._component_arrays(self._check_matrix(X, "X", n_features=self.n_features_in_))
 
     def _fit_reference(self, ref: np.ndarray) -> None:
-        """Both components on training normals, sorted (for score_mode=combined)."""
-        self.reference_ = np.sort(np.stack(self._component_arrays(ref)), axis=1).astype(np.float32)
+        """Median and IQR of both components on training normals (for score_mode=combined)."""
+        stats = []
+        for v in self._component_arrays(ref):
+            q1, med, q3 = np.quantile(v.astype(np.float64), [0.25, 0.5, 0.75])
+            stats.append([med, max(q3 - q1, 1e-6)])
+        self.reference_ = np.asarray(stats, dtype=np.float64)
 
     def alternative_scores(self, X) -> dict[str, np.ndarray]:
         """Both scorings of this model: D alone and D combined with the reconstruction."""
@@ -567,9 +557,10 @@ class ARN(TorchDetector):
     def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
         if self.score_mode == "discriminator":
             return torch.sigmoid(self.module_.discriminate(batch))
+        # combined: D's and the reconstruction's robust z-scores against training normals
         logit, log_rec = self._components(batch)
-        ref = torch.as_tensor(self.reference_, device=batch.device)
-        return tail_rarity(logit, ref[0]) + tail_rarity(log_rec, ref[1])
+        ref = torch.as_tensor(self.reference_, device=batch.device, dtype=logit.dtype)
+        return (logit - ref[0, 0]) / ref[0, 1] + (log_rec - ref[1, 0]) / ref[1, 1]
 
     # ---------------------------------------------------------------- generator
     @torch.no_grad()
@@ -586,12 +577,10 @@ class ARN(TorchDetector):
     def _get_state(self):
         arrays, meta = super()._get_state()
         meta["selected_epoch"] = getattr(self, "selected_epoch_", None)
-        arrays[REFERENCE_KEY] = self.reference_
+        meta["reference"] = self.reference_.tolist()
         return arrays, meta
 
     def _set_state(self, arrays, meta) -> None:
-        arrays = dict(arrays)
-        reference = arrays.pop(REFERENCE_KEY, None)
         super()._set_state(arrays, meta)
         self.selected_epoch_ = meta.get("selected_epoch")
-        self.reference_ = reference
+        self.reference_ = np.asarray(meta["reference"], dtype=np.float64)
