@@ -8,6 +8,8 @@ probes behind docs/results.md's "Log-scaled counts and a discriminator ensemble"
 
 --linear ignores the schema's `scale: log` (min-max on raw values, as before 2026-11-29);
 --model-seed initialises the model differently on the same split. One torch thread.
+For ARN it also prints the test AUC of each part of the model: the discriminator alone,
+the reconstruction error alone, and the combined score (score_mode=combined).
 """
 
 from __future__ import annotations
@@ -78,9 +80,15 @@ def main() -> int:
             pick = (y == 0) | attack
             auc = roc_auc_score(y[pick], scores[pick])
             per_class[str(name)] = {"rows": int(attack.sum()), "auc": round(float(auc), 3)}
-    print(json.dumps({"dataset": args.dataset, "seed": args.seed, "model_seed": model_seed, "model": args.model,
-                      "linear": args.linear, "params": params, "fit_seconds": round(fit_seconds, 1),
-                      "auc": round(float(roc_auc_score(y, scores)), 4), "per_class": per_class}, indent=1))
+    report = {"dataset": args.dataset, "seed": args.seed, "model_seed": model_seed, "model": args.model,
+              "linear": args.linear, "params": params, "fit_seconds": round(fit_seconds, 1),
+              "auc": round(float(roc_auc_score(y, scores)), 4), "per_class": per_class}
+    if hasattr(detector, "components"):
+        d_logit, log_rec = detector.components(encode(split.test))
+        combined = detector.alternative_scores(encode(split.test))["combined"]
+        report["parts"] = {name: round(float(roc_auc_score(y, v)), 4) for name, v in
+                           (("discriminator", d_logit), ("reconstruction", log_rec), ("combined", combined))}
+    print(json.dumps(report, indent=1))
     return 0
 
 
