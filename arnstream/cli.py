@@ -64,6 +64,12 @@ def detector_params(cfg: Config) -> dict:
     return params(cfg)
 
 
+def alerting_params(cfg: Config) -> dict:
+    from .trainer import alerting_params as params
+
+    return params(cfg)
+
+
 def _fmt(stat: dict) -> str:
     return f"{stat['mean']:.4f} ± {stat['std']:.4f}"
 
@@ -120,7 +126,7 @@ def cmd_fit(args) -> int:
     X_train = encoder.transform(take(dataset.columns, split.train))
     val_normal = split.val[dataset.y[split.val] == 0]
     X_val = encoder.transform(take(dataset.columns, val_normal))
-    detector = make_detector(cfg.model.name, **{"seed": args.seed, **detector_params(cfg)})
+    detector = make_detector(cfg.model.name, **{"seed": args.seed, **alerting_params(cfg)})
     if hasattr(detector, "epochs"):
         show = _progress_printer(detector.epochs, 1)
         detector.progress = lambda record: show(0, record)
@@ -314,7 +320,7 @@ def cmd_train(args) -> int:
                   "from": args.from_ts, "to": args.to_ts}
         print(f"read {len(records)} records from {topic} ({window.undecodable} not JSON objects, "
               f"{window.outside} outside the time window)", file=sys.stderr)
-    params = detector_params(cfg)
+    params = alerting_params(cfg)
     show_epoch = _progress_printer(params.get("epochs", 0), 1)
     result = train_on_records(records, schema, cfg, params, registry=_registry(cfg), source=source,
                               seed=args.seed, promote=not args.no_promote,

@@ -49,6 +49,9 @@ class TrainingConfig:
     epochs: int = 30
     batch_size: int = 1024
     target_fpr: float = 0.001  # alert threshold calibrated on held-out normal traffic
+    # what models trained to alert (train, fit, the demo, retraining) score with: discriminator
+    # (the paper's p(anomaly | x)) or combined (with the reconstruction error; docs/streaming.md)
+    score_mode: str = "discriminator"
 
 
 @dataclass

@@ -15,7 +15,10 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SCORE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+# p(anomaly | x) lies in [0, 1]; the combined score (training.score_mode) is a sum of two
+# robust z-scores: around 0 on normal traffic, up to the hundreds on anomalies
+SCORE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999,
+                 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -29,8 +32,8 @@ class ServeMetrics:
                                 "Records sent to the dead-letter topic, by reason", ["reason"], registry=r)
         self.anomalies = Counter("arnstream_anomalies_total", "Records scored above the alert threshold",
                                  ["topic"], registry=r)
-        self.score = Histogram("arnstream_anomaly_score", "p(anomaly | x) of scored records",
-                               buckets=SCORE_BUCKETS, registry=r)
+        self.score = Histogram("arnstream_anomaly_score", "Anomaly score of scored records: p(anomaly | x) "
+                               "or the combined score (training.score_mode)", buckets=SCORE_BUCKETS, registry=r)
         self.batch_seconds = Histogram("arnstream_batch_seconds",
                                        "Time from poll to commit for one batch", buckets=LATENCY_BUCKETS,
                                        registry=r)

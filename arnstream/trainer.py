@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Config
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .features import RecordEncoder
 from .features.pipeline import derive
 from .models import make_detector
+from .models.arn import SCORE_MODES
 from .registry import Registry
 from .schema import FlowSchema
 
@@ -128,6 +129,18 @@ def detector_params(cfg: Config) -> dict:
                         ("device", cfg.runtime.device)):
         if name in takes:
             params.setdefault(name, value)
+    return params
+
+
+def alerting_params(cfg: Config) -> dict:
+    """detector_params for a model that will raise alerts (train, fit, the demo, retraining):
+    training.score_mode too, unless model.params sets score_mode itself. `evaluate` uses
+    detector_params: the paper's protocol scores with the model's own default."""
+    params = detector_params(cfg)
+    if "score_mode" in model_param_names(cfg):
+        if cfg.training.score_mode not in SCORE_MODES:
+            raise ConfigError("training.score_mode", f"expected one of {SCORE_MODES}, got {cfg.training.score_mode!r}")
+        params.setdefault("score_mode", cfg.training.score_mode)
     return params
 
 

@@ -9,15 +9,16 @@ from arnstream.config import load_config
 from arnstream.registry import Registry
 from arnstream.schema import FlowSchema
 from arnstream.stream.simulator import FlowSimulator
-from arnstream.trainer import detector_params, train_on_records
+from arnstream.trainer import alerting_params, train_on_records
 
 
 def trained_registry(tag: str, epochs: int) -> Path:
-    """A fresh registry with one promoted ARN^N, trained on 10,000 normal flows."""
+    """A fresh registry with one promoted ARN^N, trained on 10,000 normal flows, scoring as
+    trained models do by default (training.score_mode)."""
     root = Path(tempfile.mkdtemp(prefix=f"bench-{tag}-"))
     cfg = load_config(None, {}, {"training.epochs": epochs, "training.batch_size": 256,
                                  "runtime.device": "cpu", "registry.dir": str(root)})
     records, _ = FlowSimulator(seed=0).batch(10000)
-    train_on_records(records, FlowSchema.load("flowsim"), cfg, detector_params(cfg), registry=Registry(root),
+    train_on_records(records, FlowSchema.load("flowsim"), cfg, alerting_params(cfg), registry=Registry(root),
                      source={"bench": tag})
     return root

@@ -33,7 +33,7 @@ from ..errors import ArnstreamError
 from ..features import RecordEncoder
 from ..registry import Registry
 from ..schema import FlowSchema
-from ..trainer import detector_params, model_param_names, train_on_records
+from ..trainer import alerting_params, model_param_names, train_on_records
 from .gate import GateReport, run_gate
 from .store import FeedbackStore, LabelledRecord
 
@@ -212,7 +212,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
         return base
     schema = (RecordEncoder.from_dict(current.encoder_state).schema if current is not None
               else FlowSchema.load(cfg.serve.schema))
-    params = detector_params(cfg)
+    params = alerting_params(cfg)
     if r.epochs:
         params["epochs"] = r.epochs
     if "weak_weight" in model_param_names(cfg):

@@ -30,7 +30,7 @@ from ..evaluation.metrics import detection_metrics
 from ..observability import ServeMetrics, start_exporter
 from ..registry import Registry
 from ..schema import FlowSchema
-from ..trainer import detector_params, train_on_records
+from ..trainer import alerting_params, train_on_records
 from .broker import EmbeddedBroker, free_port
 from .client import ensure_topics, open_producer
 from .serve import Service
@@ -111,7 +111,7 @@ def run_demo(cfg: Config, opts: DemoOptions) -> int:
 
 
 def _params(cfg: Config, opts: DemoOptions) -> dict:
-    params = detector_params(cfg)
+    params = alerting_params(cfg)
     params["epochs"] = opts.epochs
     return params
 

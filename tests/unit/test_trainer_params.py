@@ -1,0 +1,24 @@
+"""Which constructor parameters `train`, the demo and retraining give a detector."""
+
+import pytest
+
+from arnstream.config import load_config
+from arnstream.errors import ConfigError
+from arnstream.trainer import alerting_params, detector_params
+
+
+def test_models_trained_to_alert_score_with_training_score_mode_and_evaluate_keeps_the_paper_score():
+    cfg = load_config(None, {}, {})
+    assert alerting_params(cfg)["score_mode"] == cfg.training.score_mode == "discriminator"
+    chosen = load_config(None, {}, {"training.score_mode": "combined"})
+    assert alerting_params(chosen)["score_mode"] == "combined"
+    assert "score_mode" not in detector_params(chosen)  # evaluate: ARN's own default, D alone
+    explicit = load_config(None, {}, {"training.score_mode": "combined",
+                                       "model.params": {"score_mode": "discriminator"}})
+    assert alerting_params(explicit)["score_mode"] == "discriminator"  # model.params wins
+
+
+def test_a_model_without_score_modes_gets_none_and_a_bad_mode_names_the_key():
+    assert "score_mode" not in alerting_params(load_config(None, {}, {"model.name": "iforest"}))
+    with pytest.raises(ConfigError, match="training.score_mode"):
+        alerting_params(load_config(None, {}, {"training.score_mode": "loudest"}))
