@@ -72,7 +72,8 @@ def main() -> int:
     fit_seconds = time.perf_counter() - started
 
     y, classes = ds.y[split.test], ds.classes[split.test]
-    scores = detector.score(encode(split.test))
+    X_test = encode(split.test)
+    scores = detector.score(X_test)
     per_class = {}
     for name in np.unique(classes[y == 1]):
         attack = classes == name
@@ -84,8 +85,8 @@ def main() -> int:
               "linear": args.linear, "params": params, "fit_seconds": round(fit_seconds, 1),
               "auc": round(float(roc_auc_score(y, scores)), 4), "per_class": per_class}
     if hasattr(detector, "components"):
-        d_logit, log_rec = detector.components(encode(split.test))
-        combined = detector.alternative_scores(encode(split.test))["combined"]
+        d_logit, log_rec = detector.components(X_test)
+        combined = detector.alternative_scores(X_test)["combined"]
         report["parts"] = {name: round(float(roc_auc_score(y, v)), 4) for name, v in
                            (("discriminator", d_logit), ("reconstruction", log_rec), ("combined", combined))}
     print(json.dumps(report, indent=1))

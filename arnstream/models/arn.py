@@ -434,9 +434,9 @@ class ARN(TorchDetector):
         return torch.where(take[:, self._field_of], donor, base)
 
     def _one_field_off(self, x: torch.Tensor, k: int, fields: tuple[int, int]) -> torch.Tensor:
-        """Real rows with one field replaced by a random draw (a one-hot group: a uniform
-        category; a numeric column, with field_kinds=all: a uniform value in the training
-        range widened by field_margin): D must learn, field by field, which values normal
+        """Real rows with one field, of the `fields` range, replaced by a random draw (a one-hot
+        group: a uniform category; a numeric column: a uniform value in the training range
+        widened by field_margin): D must learn, field by field, which values normal
         traffic never takes (a rare service or flag), where the generator's variants and
         the box's far-off points teach it nothing."""
         k = min(k, len(x))
