@@ -104,6 +104,9 @@ def cmd_evaluate(args) -> int:
     s = report["summary"]
     print(f"{dataset.name} {spec.model}: AUC {_fmt(s['auc'])}  AUPRC {_fmt(s['auprc'])}  "
           f"(mean ± std over {s['auc']['n']} runs)")
+    for name, alt in s["alternatives"].items():  # the same fits, each way the model can score
+        print(f"  score_mode={name}: AUC {_fmt(alt['auc'])}  AUPRC {_fmt(alt['auprc'])}  "
+              f"validation AUC {_fmt(alt['val_auc'])}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1))

@@ -26,6 +26,8 @@ def test_evaluate_fits_arn_on_generated_flows_and_separates_the_attacks(tmp_path
     assert report["runs"][0]["sizes"]["train"]["anomalous"] == 0
     assert len(report["runs"][0]["history"]) == 5
     assert "mean ± std" in proc.stdout and "epoch 5/5" in proc.stderr
+    combined = report["summary"]["alternatives"]["combined"]["auc"]["mean"]
+    assert f"score_mode=combined: AUC {combined:.4f}" in proc.stdout  # both scorings of the same fits
 
 
 def test_evaluate_baseline_with_contamination_and_weak_labels(tmp_path):
