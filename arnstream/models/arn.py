@@ -354,25 +354,21 @@ class ARN(TorchDetector):
         # D sees: real normals -> 0, every generated variant -> 1, labelled anomalies -> 1
         targets = [self._noisy(0.0, n, step), self._noisy(1.0, len(gen_in), step)]
         d_inputs = [x, x_fake if self.objective == "elbo" else x_fake.detach()]
+
+        def anomalous(rows: torch.Tensor) -> None:  # labels drawn right away: the RNG order is part of a seed
+            d_inputs.append(rows)
+            targets.append(self._noisy(1.0, len(rows), step))
+
         if self.box_negatives > 0:
-            box = self._box_samples(int(self.box_negatives * n), x.device)
-            d_inputs.append(box)
-            targets.append(self._noisy(1.0, len(box), step))
+            anomalous(self._box_samples(int(self.box_negatives * n), x.device))
         if self.mix_negatives > 0:
-            mixed = self._mixed_samples(x, int(self.mix_negatives * n))
-            d_inputs.append(mixed)
-            targets.append(self._noisy(1.0, len(mixed), step))
-        if self.field_negatives > 0 and self._redraw_fields[0] < self._redraw_fields[1]:
-            odd = self._one_field_off(x, int(self.field_negatives * n), self._redraw_fields)
-            d_inputs.append(odd)
-            targets.append(self._noisy(1.0, len(odd), step))
-        if self.numeric_negatives > 0 and self._numeric_fields[0] < self._numeric_fields[1]:
-            odd = self._one_field_off(x, int(self.numeric_negatives * n), self._numeric_fields)
-            d_inputs.append(odd)
-            targets.append(self._noisy(1.0, len(odd), step))
+            anomalous(self._mixed_samples(x, int(self.mix_negatives * n)))
+        for share, fields in ((self.field_negatives, self._redraw_fields),
+                              (self.numeric_negatives, self._numeric_fields)):
+            if share > 0 and fields[0] < fields[1]:
+                anomalous(self._one_field_off(x, int(share * n), fields))
         if x_a is not None:
-            d_inputs.append(x_a)
-            targets.append(self._noisy(1.0, len(x_a), step))
+            anomalous(x_a)
         # each discriminator learns on its own (the ensemble is averaged only when scoring)
         d_logits = m.discriminate_each(self._instance_noise(torch.cat(d_inputs)))
         d_targets = torch.cat(targets).expand_as(d_logits)
