@@ -35,8 +35,8 @@ class ServeMetrics:
         self.score = Histogram("arnstream_anomaly_score", "Anomaly score of scored records: p(anomaly | x) "
                                "or the combined score (training.score_mode)", buckets=SCORE_BUCKETS, registry=r)
         self.batch_seconds = Histogram("arnstream_batch_seconds",
-                                       "Time from poll to commit for one batch", buckets=LATENCY_BUCKETS,
-                                       registry=r)
+                                       "Time from a batch's poll to its commit (in flight, it waits for the next poll)",
+                                       buckets=LATENCY_BUCKETS, registry=r)
         self.batch_records = Histogram("arnstream_batch_records", "Records per polled batch",
                                        buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=r)
         self.lag = Gauge("arnstream_consumer_lag", "Records behind the end of the partition",

@@ -137,9 +137,10 @@ def alerting_params(cfg: Config) -> dict:
     training.score_mode too, unless model.params sets score_mode itself. `evaluate` uses
     detector_params: the paper's protocol scores with the model's own default."""
     params = detector_params(cfg)
+    # checked for every model: a typo must not pass silently because this model ignores the key
+    if cfg.training.score_mode not in SCORE_MODES:
+        raise ConfigError("training.score_mode", f"expected one of {SCORE_MODES}, got {cfg.training.score_mode!r}")
     if "score_mode" in model_param_names(cfg):
-        if cfg.training.score_mode not in SCORE_MODES:
-            raise ConfigError("training.score_mode", f"expected one of {SCORE_MODES}, got {cfg.training.score_mode!r}")
         params.setdefault("score_mode", cfg.training.score_mode)
     return params
 

@@ -144,7 +144,7 @@ class ARNModule(nn.Module):
 
     def discriminate_each(self, x: torch.Tensor) -> torch.Tensor:
         """Every discriminator's logit, shape (K, n)."""
-        return self.discriminator(x).reshape(-1, len(x))
+        return self.discriminator(x).reshape(-1, x.shape[0])  # shape[0], not len(): traceable
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
         """logit of p(anomalous | x): the mean logit of the discriminators."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -71,6 +72,11 @@ class Detector:
         self._check_fitted()
         X = self._check_matrix(X, "X", n_features=self.n_features_in_)
         return np.asarray(self._score(X), dtype=np.float64)
+
+    def serving_scorer(self) -> Callable[[np.ndarray], np.ndarray]:
+        """A function equal to `score` for a service's hot loop (subclasses may compile it)."""
+        self._check_fitted()
+        return self.score
 
     def alternative_scores(self, X) -> dict[str, np.ndarray]:
         """Other scorings of the same fitted model, for ablations (none by default)."""

@@ -7,11 +7,13 @@ records for flows-scores / flows-alerts, and dead letters for what could not be 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import orjson
 
 from ..features import RecordEncoder
+from ..features.encoder import EncodedBatch
 from ..features.pipeline import FeaturePipeline
 from .client import Message
 
@@ -49,6 +51,7 @@ class ScoringModel:
         self.field_starts = np.asarray(starts, dtype=np.int64)
         self.field_names = np.asarray(names, dtype=object)
         self.threshold = float(self.detector.threshold_)
+        self.score = self.detector.serving_scorer()  # equal to detector.score, built for a thread
         self.features = FeaturePipeline(self.encoder)  # windows start empty with each model
 
     @classmethod
@@ -71,12 +74,13 @@ class ScoringModel:
         return self.field_names[top].tolist()
 
 
-@dataclass
-class Output:
+class Output(NamedTuple):
+    """One record to produce. A tuple, not a dataclass: serve makes one per scored record."""
+
     topic_key: str  # "scores" | "alerts" | "deadletter"
     value: bytes
     key: bytes | None = None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[tuple[str, bytes]] | None = None
 
 
 @dataclass
@@ -91,12 +95,17 @@ class BatchResult:
     retained: list[tuple] = field(default_factory=list)
 
 
-def record_id(msg: Message, record, id_field: str | None) -> str:
-    if id_field is not None and isinstance(record, dict):
-        value = record.get(id_field)
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            return str(value)
-    return f"{msg.topic}:{msg.partition}:{msg.offset}"
+def own_id(record, id_field: str | None) -> str | None:
+    """The record's own id as a string, if the schema has an id field and the record a usable
+    value there; else None (the id is then the record's topic:partition:offset)."""
+    if id_field is None or not isinstance(record, dict):
+        return None
+    value = record.get(id_field)
+    if type(value) is str:
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def reason_category(field_name: str | None, reason: str) -> str:
@@ -112,45 +121,83 @@ def reason_category(field_name: str | None, reason: str) -> str:
     return "invalid"
 
 
-def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3,
-                   keep_records: bool = False) -> BatchResult:
-    outputs: list[Output] = []
+@dataclass
+class DecodedBatch:
+    """A batch decoded, validated and encoded, waiting for its scores (the model's part)."""
+
+    messages: list[Message]
+    model: ScoringModel
+    records: list  # the decoded records that were objects, in message order
+    kept: list[int]  # records[i] came from messages[kept[i]]
+    encoded: EncodedBatch  # rows index `records`
+    seen: list | None  # per encoded row, the record with its window features (None: no windows)
+    dead_letters: list[Output]
+    reasons: list[str]
+
+
+def decode_batch(messages: list[Message], model: ScoringModel) -> DecodedBatch:
+    """Decode (orjson), validate and encode: everything before the discriminator."""
+    dead: list[Output] = []
     reasons: list[str] = []
     records, kept = [], []
     for i, msg in enumerate(messages):
         if not msg.value:
-            outputs.append(dead_letter(msg, None, "empty message"))
+            dead.append(dead_letter(msg, None, "empty message"))
             reasons.append("empty")
             continue
         try:
             records.append(orjson.loads(msg.value))
             kept.append(i)
         except orjson.JSONDecodeError as exc:
-            outputs.append(dead_letter(msg, None, f"not valid JSON: {exc}"))
+            dead.append(dead_letter(msg, None, f"not valid JSON: {exc}"))
             reasons.append("not_json")
-    batch, seen = model.features.transform_with_records(records)
-    for rej in batch.rejected:
-        msg = messages[kept[rej.row]]
-        outputs.append(dead_letter(msg, rej.field, rej.reason))
+    encoded, seen = model.features.transform_with_records(records)
+    for rej in encoded.rejected:
+        dead.append(dead_letter(messages[kept[rej.row]], rej.field, rej.reason))
         reasons.append(reason_category(rej.field, rej.reason))
-    scores = model.detector.score(batch.X) if len(batch.X) else np.zeros(0)
+    return DecodedBatch(messages, model, records, kept, encoded, seen, dead, reasons)
+
+
+def model_scores(decoded: DecodedBatch) -> np.ndarray:
+    """p(anomaly | x) of each encoded row: torch, which releases the GIL (serve runs it in a
+    thread while the previous batch is written)."""
+    X = decoded.encoded.X
+    return decoded.model.score(X) if len(X) else np.zeros(0)
+
+
+def result_of(decoded: DecodedBatch, scores: np.ndarray, top_k: int = 3,
+              keep_records: bool = False) -> BatchResult:
+    """Scores -> output records for flows-scores / flows-alerts (after the dead letters)."""
+    model, messages, records, seen = decoded.model, decoded.messages, decoded.records, decoded.seen
     alerts = scores > model.threshold
-    top = model.atypical_fields(batch.X, top_k)
+    top = model.atypical_fields(decoded.encoded.X, top_k)
+    outputs = list(decoded.dead_letters)
     retained = []
-    for j, row in enumerate(batch.rows.tolist()):
+    # the per-record loop is serve's hot path: plain lists, locals, no numpy scalars
+    threshold, version, id_field, kept = model.threshold, model.version, model.id_field, decoded.kept
+    append = outputs.append
+    rows = decoded.encoded.rows.tolist()
+    for j, (row, score, flagged) in enumerate(zip(rows, scores.tolist(), alerts.tolist())):
         msg, record = messages[kept[row]], records[row]
-        rid = record_id(msg, record, model.id_field)
-        doc = {"id": rid, "score": float(scores[j]), "threshold": model.threshold,
-               "is_anomaly": bool(alerts[j]), "model_version": model.version,
-               "top_features": top[j], "source": f"{msg.topic}:{msg.partition}:{msg.offset}"}
+        source = f"{msg.topic}:{msg.partition}:{msg.offset}"
+        rid = own_id(record, id_field) or source
+        doc = {"id": rid, "score": score, "threshold": threshold, "is_anomaly": flagged,
+               "model_version": version, "top_features": top[j], "source": source}
         key = rid.encode()
-        outputs.append(Output("scores", orjson.dumps(doc), key))
-        if alerts[j]:
-            outputs.append(Output("alerts", orjson.dumps({**doc, "record": record}), key))
+        append(Output("scores", orjson.dumps(doc), key))
+        if flagged:
+            append(Output("alerts", orjson.dumps({**doc, "record": record}), key))
         if keep_records:
             kept_bytes = msg.value if seen is None else orjson.dumps(seen[j])  # no window: the bytes as received
-            retained.append((rid, model.version, doc["score"], doc["is_anomaly"], kept_bytes))
-    return BatchResult(outputs, len(batch.rows), int(alerts.sum()), reasons, scores, retained)
+            retained.append((rid, version, score, flagged, kept_bytes))
+    return BatchResult(outputs, len(rows), int(alerts.sum()), decoded.reasons, scores, retained)
+
+
+def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3,
+                   keep_records: bool = False) -> BatchResult:
+    """The whole scoring of one batch, in line."""
+    decoded = decode_batch(messages, model)
+    return result_of(decoded, model_scores(decoded), top_k, keep_records)
 
 
 def dead_letter(msg: Message, field_name: str | None, reason: str) -> Output:

@@ -5,6 +5,15 @@ between batches, without a restart. Before any model is promoted the service wai
 not consume, so nothing is skipped) and says so in the log. SIGTERM (via `stop`) finishes the
 batch in hand, commits and exits.
 
+Two batches are in hand at a time: while batch N's outputs are built, sent and committed on
+the main thread, a scorer thread scores batch N+1 (a traced TorchScript graph, which runs
+without the GIL; models/torch_detector.py) and builds its output records while the main
+thread waits for N's acknowledgements and commit. Batch N's offsets are still
+committed only after its own output is written, and nothing of N+1 is written before that,
+so a crash duplicates at most one batch, as before. If N's output fails, N and N+1 are both
+re-read. While a batch waits to be written, a poll waits at most IN_FLIGHT_POLL_MS, so an idle
+stream does not hold back its last batch.
+
 With `feedback.enabled`, every scored record is written to the feedback store by a writer
 thread while the batch's output is produced, and the offsets are committed only after both
 (sqlite releases the GIL, so the write overlaps the producer's network wait: measured 27%
@@ -38,11 +47,21 @@ from .client import (
     validate,
 )
 from .feedback import FeedbackWorker, open_store
-from .scoring import ScoringModel, score_messages
+from .scoring import DecodedBatch, ScoringModel, decode_batch, model_scores, result_of
 
 log = logging.getLogger(__name__)
 
 DRIFT_SAMPLE = 64  # scores per batch fed to ADWIN: drift is a property of the distribution
+IN_FLIGHT_POLL_MS = 50  # longest poll while a scored batch waits to be written
+
+
+@dataclass
+class InFlight:
+    """A batch decoded and handed to the scorer thread, written after the next poll."""
+
+    decoded: DecodedBatch
+    result: Future  # of BatchResult
+    started: float  # monotonic, for the batch latency
 
 
 @dataclass
@@ -100,6 +119,7 @@ class Service:
                         "deadletter": cfg.topics.deadletter}
         self._store_writer: ThreadPoolExecutor | None = None  # one thread: it owns the sqlite connection
         self._store = None
+        self._scorer: ThreadPoolExecutor | None = None  # one thread: the discriminator of the next batch
         self.feedback: FeedbackWorker | None = None
 
     # ---------------------------------------------------------------- model
@@ -156,25 +176,32 @@ class Service:
         consumer = open_consumer(self.cfg.kafka, [self.topic], self.cfg.kafka.group, from_beginning=True,
                                  client_id="arnstream-serve")
         self._producer = open_producer(self.cfg.kafka, client_id="arnstream-serve")
+        # torch's thread count is per calling thread: set it where the discriminator runs
+        self._scorer = ThreadPoolExecutor(1, thread_name_prefix="arnstream-score", initializer=torch.set_num_threads,
+                                          initargs=(self.cfg.serve.threads,))
         self.metrics.up.set(1)
         log.info("serving %s in group %s (client %s), outputs %s", self.topic, self.cfg.kafka.group,
                  self.cfg.kafka.client, ", ".join(self._topics.values()))
+        in_flight: InFlight | None = None
         try:
             while not self.stop.is_set():
                 self.maybe_reload()
-                try:
-                    messages = consumer.poll_batch(self.cfg.serve.batch_size, self.cfg.serve.poll_timeout_ms)
-                except BrokerError as exc:
-                    log.warning("poll: %s; retrying", exc)
-                    self.stop.wait(1.0)
-                    continue
-                if messages:
-                    self.process(messages, consumer)
+                # a batch in flight is written once this poll returns: an idle stream must not hold it
+                timeout = self.cfg.serve.poll_timeout_ms
+                messages = self._poll(consumer, min(timeout, IN_FLIGHT_POLL_MS) if in_flight else timeout)
+                started = self._start(messages) if messages else None
+                polled_after = started.decoded.messages if started else []
+                if in_flight is not None and not self._finish(in_flight, consumer, polled_after):
+                    started = None  # re-read with in_flight
+                in_flight = started
                 self._update_lag(consumer)
+            if in_flight is not None:  # stop requested: the batch in hand is written and committed
+                self._finish(in_flight, consumer)
         finally:
             self.metrics.up.set(0)
             consumer.close()
             self._producer.close()
+            self._scorer.shutdown()
             if self.feedback is not None:
                 self.stop.set()  # the worker shares the stop event; a retraining stops after its epoch
                 self.feedback.join()
@@ -185,13 +212,29 @@ class Service:
                      self.stats.anomalies)
         return self.stats
 
-    def process(self, messages: list[Message], consumer) -> bool:
-        """Score, write, commit. On an output failure nothing is committed and the batch is re-read."""
+    def _poll(self, consumer, timeout_ms: int) -> list[Message]:
+        try:
+            return consumer.poll_batch(self.cfg.serve.batch_size, timeout_ms)
+        except BrokerError as exc:
+            log.warning("poll: %s; retrying", exc)
+            self.stop.wait(1.0)
+            return []
+
+    def _start(self, messages: list[Message]) -> "InFlight":
+        """Decode and encode the batch here; the scorer thread scores it and builds its output
+        records (while this thread waits for the previous batch's acks and commit)."""
         started = time.monotonic()
-        model = self.model
-        keep = self._store is not None
-        result = score_messages(messages, model, self.cfg.serve.top_features, keep_records=keep)
-        stored = self._store_writer.submit(self._store.put_scored, result.retained) if keep else None
+        decoded = decode_batch(messages, self.model)
+        keep, top_k = self._store is not None, self.cfg.serve.top_features
+        result = self._scorer.submit(lambda: result_of(decoded, model_scores(decoded), top_k, keep_records=keep))
+        return InFlight(decoded, result, started)
+
+    def _finish(self, batch: "InFlight", consumer, polled_after: list[Message] = ()) -> bool:
+        """Output records, write, then commit. On an output failure nothing is committed, the
+        batch and what was polled after it are re-read from their first offsets, and False is
+        returned."""
+        decoded, result = batch.decoded, batch.result.result()
+        stored = self._store_writer.submit(self._store.put_scored, result.retained) if self._store is not None else None
         try:
             for out in result.outputs:
                 self._producer.send(self._topics[out.topic_key], out.value, out.key, out.headers)
@@ -199,21 +242,21 @@ class Service:
         except BrokerError as exc:
             self.metrics.output_failures.inc()
             log.warning("output of a batch of %d (model %s) was not written: %s; re-reading it "
-                        "with a new producer", len(messages), model.version, exc)
+                        "with a new producer", len(decoded.messages), decoded.model.version, exc)
             self._wait_stored(stored, len(result.retained))  # re-read: the same rows are written again
-            consumer.seek(first_offsets(messages))
+            consumer.seek(first_offsets(decoded.messages + list(polled_after)))
             self.stop.wait(1.0)
             self._producer = renew_producer(self.cfg.kafka, self._producer, self.stop,
                                             "arnstream-serve") or self._producer
             return False
         self._wait_stored(stored, len(result.retained))
-        offsets = next_offsets(messages)
+        offsets = next_offsets(decoded.messages)
         try:
             consumer.commit(offsets)
             self._committed.update(offsets)
         except BrokerError as exc:  # the output is written: a re-read only duplicates it
             log.warning("commit failed (%s); the batch may be scored again", exc)
-        self._count(messages, result, time.monotonic() - started)
+        self._count(decoded, result, time.monotonic() - batch.started)
         return True
 
     def _wait_stored(self, stored: Future | None, n: int) -> None:
@@ -227,8 +270,8 @@ class Service:
             log.warning("feedback store write failed for %d records (labels for them will be "
                         "rejected as unknown): %s", n, exc)
 
-    def _count(self, messages, result, seconds: float) -> None:
-        m, s = self.metrics, self.stats
+    def _count(self, decoded: DecodedBatch, result, seconds: float) -> None:
+        m, s, messages = self.metrics, self.stats, decoded.messages
         s.batches += 1
         s.last_batch_at = time.monotonic()
         s.first_batch_at = s.first_batch_at or s.last_batch_at - seconds
@@ -245,7 +288,7 @@ class Service:
         _observe_many(m.score, result.scores)
         m.batch_seconds.observe(seconds)
         m.batch_records.observe(len(messages))
-        if self.drift.update(result.scores):
+        if decoded.model is self.model and self.drift.update(result.scores):  # a reload reset ADWIN
             s.drift_events += 1
             m.drift.inc()
             log.warning("anomaly-score distribution shifted (ADWIN, model %s, mean of this batch %.4f)",

@@ -22,3 +22,5 @@ def test_a_model_without_score_modes_gets_none_and_a_bad_mode_names_the_key():
     assert "score_mode" not in alerting_params(load_config(None, {}, {"model.name": "iforest"}))
     with pytest.raises(ConfigError, match="training.score_mode"):
         alerting_params(load_config(None, {}, {"training.score_mode": "loudest"}))
+    with pytest.raises(ConfigError, match="training.score_mode"):  # even where the model has no modes
+        alerting_params(load_config(None, {}, {"model.name": "iforest", "training.score_mode": "loudest"}))

@@ -100,3 +100,17 @@ def test_two_connections_write_and_read_concurrently(tmp_path):
     assert not errors and not thread.is_alive()
     assert writer.label_counts()["anomaly"] == 50
     writer.close()
+
+
+def test_many_rows_are_written_in_chunks_and_a_repeated_id_keeps_its_last_row(tmp_path, monkeypatch):
+    monkeypatch.setattr("arnstream.feedback.store.ROWS_PER_INSERT", 7)  # chunks of 7, and a rest
+    s = FeedbackStore(tmp_path / "store.sqlite3")
+    try:
+        rows = _rows([f"r{i}" for i in range(40)]) + _rows(["r3"], flagged=True, version="v0002")
+        s.put_scored(rows, now=5.0)
+        assert s.count_scored() == 40
+        assert s.db.execute("SELECT model_version, flagged, score FROM scored WHERE record_id = 'r3'").fetchone() == (
+            "v0002", 1, 0.9)
+        assert s.db.execute("SELECT record FROM scored WHERE record_id = 'r39'").fetchone()[0] == rows[39][4]
+    finally:
+        s.close()

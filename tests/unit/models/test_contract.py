@@ -52,6 +52,17 @@ def test_a_records_score_does_not_depend_on_its_batch(name, fitted, synthetic_pr
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
+def test_the_serving_scorer_gives_the_same_scores_as_score(name, fitted, synthetic_problem):
+    # serve scores with it (traced TorchScript for torch models): no number may move
+    X = synthetic_problem["X_test"][:300]
+    det = fitted[name]
+    serving = det.serving_scorer()
+    np.testing.assert_allclose(serving(X), det.score(X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(serving(X[:1]), det.score(X[:1]), rtol=1e-6, atol=1e-6)
+    assert serving(X[:0]).shape == (0,)
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
 def test_fit_and_score_do_not_mutate_their_input(name, synthetic_problem):
     X = synthetic_problem["X_train"][:500].copy()
     before = X.copy()
