@@ -15,8 +15,16 @@ from arnstream.registry import Registry
 from arnstream.stream.broker import EmbeddedBroker
 from arnstream.stream.scoring import REASON_HEADER, ScoringModel
 
-from .conftest import (CLIENTS, Collected, ServeThread, create_topics, make_config, produce_flows,
-                       produce_raw, start_serve_process)
+from .conftest import (
+    CLIENTS,
+    Collected,
+    ServeThread,
+    create_topics,
+    make_config,
+    produce_flows,
+    produce_raw,
+    start_serve_process,
+)
 
 
 @pytest.mark.parametrize("client", CLIENTS)

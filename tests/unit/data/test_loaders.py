@@ -9,8 +9,8 @@ import pytest
 from arnstream.data import load_dataset, loaders
 from arnstream.errors import DataError
 
-KDD_NORMAL = "0,tcp,http,SF,181,5450,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,8,8,0.00,0.00,0.00,0.00,1.00,0.00,0.00,9,9,1.00,0.00,0.11,0.00,0.00,0.00,0.00,0.00"
-KDD_ATTACK = "0,icmp,ecr_i,SF,1032,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,511,511,0.00,0.00,0.00,0.00,1.00,0.00,0.00,255,255,1.00,0.00,1.00,0.00,0.00,0.00,0.00,0.00"
+KDD_NORMAL = "0,tcp,http,SF,181,5450,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,8,8,0.00,0.00,0.00,0.00,1.00,0.00,0.00,9,9,1.00,0.00,0.11,0.00,0.00,0.00,0.00,0.00"  # noqa: E501 (one record in its public format)
+KDD_ATTACK = "0,icmp,ecr_i,SF,1032,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,511,511,0.00,0.00,0.00,0.00,1.00,0.00,0.00,255,255,1.00,0.00,1.00,0.00,0.00,0.00,0.00,0.00"  # noqa: E501 (one record in its public format)
 
 
 def write_gz(path, text):
@@ -74,7 +74,7 @@ services,single,high.school,unknown,yes,yes,cellular,jun,tue,failure,yes
 BANK_CSV = '''"age";"job";"marital";"education";"default";"housing";"loan";"contact";"month";"day_of_week";"duration";"campaign";"pdays";"previous";"poutcome";"emp.var.rate";"cons.price.idx";"cons.conf.idx";"euribor3m";"nr.employed";"y"
 56;"housemaid";"married";"basic.4y";"no";"no";"no";"telephone";"may";"mon";261;1;999;0;"nonexistent";1.1;93.994;-36.4;4.857;5191;"no"
 57;"services";"married";"high.school";"unknown";"no";"no";"telephone";"may";"mon";149;1;999;0;"nonexistent";1.1;93.994;-36.4;4.857;5191;"yes"
-'''
+'''  # noqa: E501 (records in their public format)
 
 
 def test_bank_from_the_nominal_arff(tmp_path):
@@ -91,7 +91,7 @@ def test_bank_from_the_uci_csv_selects_the_same_nominal_attributes(tmp_path):
     assert list(ds.columns) == loaders.BANK_FIELDS and ds.columns["poutcome"][0] == "nonexistent"
 
 
-DOH_HEADER = "SourceIP,DestinationIP,SourcePort,DestinationPort,TimeStamp,Duration,FlowBytesSent,FlowSentRate,ResponseTimeTimeSkewFromMedian,Label"
+DOH_HEADER = "SourceIP,DestinationIP,SourcePort,DestinationPort,TimeStamp,Duration,FlowBytesSent,FlowSentRate,ResponseTimeTimeSkewFromMedian,Label"  # noqa: E501 (one record in its public format)
 
 
 def test_doh_layer2_csvs_drop_addresses_and_unusable_rows(tmp_path):
