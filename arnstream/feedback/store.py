@@ -92,10 +92,10 @@ class FeedbackStore:
     def put_scored(self, rows: Iterable[tuple[str, str, float, bool, bytes]], now: float | None = None) -> None:
         """rows: (record_id, model_version, score, flagged, record JSON). A re-scored id is replaced."""
         now = time.time() if now is None else now
-        rows = [(rid, now, version, score, int(flagged), record) for rid, version, score, flagged, record in rows]
+        table_rows = [(rid, now, version, score, int(flagged), record) for rid, version, score, flagged, record in rows]
         with self._transaction():
-            for start in range(0, len(rows), self._rows_per_insert):
-                chunk = rows[start : start + self._rows_per_insert]
+            for start in range(0, len(table_rows), self._rows_per_insert):
+                chunk = table_rows[start : start + self._rows_per_insert]
                 self.db.execute(_insert_scored(len(chunk)), [v for row in chunk for v in row])
 
     def maintain(self, now: float | None = None) -> Evicted:
