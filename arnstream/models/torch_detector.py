@@ -121,8 +121,8 @@ class TorchDetector(Detector):
         return [fn(torch.as_tensor(X[start : start + SCORE_BATCH], device=self.device_))
                 for start in range(0, len(X), SCORE_BATCH)]
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        out = [b.float().cpu().numpy() for b in self._map_batches(self.score_batch, X)]
+    def _score(self, X: np.ndarray, score_batch=None) -> np.ndarray:
+        out = [b.float().cpu().numpy() for b in self._map_batches(score_batch or self.score_batch, X)]
         return np.concatenate(out) if out else np.zeros(0)
 
     def serving_scorer(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -146,10 +146,7 @@ class TorchDetector(Detector):
 
         def score(X) -> np.ndarray:
             X = self._check_matrix(X, "X", n_features=self.n_features_in_)
-            with torch.no_grad():
-                out = [graph(torch.as_tensor(X[start : start + SCORE_BATCH], device=self.device_)).float().cpu().numpy()
-                       for start in range(0, len(X), SCORE_BATCH)]
-            return np.asarray(np.concatenate(out) if out else np.zeros(0), dtype=np.float64)
+            return np.asarray(self._score(X, graph), dtype=np.float64)
 
         return score
 

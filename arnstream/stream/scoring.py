@@ -159,8 +159,8 @@ def decode_batch(messages: list[Message], model: ScoringModel) -> DecodedBatch:
 
 
 def model_scores(decoded: DecodedBatch) -> np.ndarray:
-    """p(anomaly | x) of each encoded row: torch, which releases the GIL (serve runs it in a
-    thread while the previous batch is written)."""
+    """The score of each encoded row, by the model's serving scorer (for torch models a graph
+    that runs without the GIL: serve calls this on a thread while the last batch is written)."""
     X = decoded.encoded.X
     return decoded.model.score(X) if len(X) else np.zeros(0)
 
@@ -193,11 +193,15 @@ def result_of(decoded: DecodedBatch, scores: np.ndarray, top_k: int = 3,
     return BatchResult(outputs, len(rows), int(alerts.sum()), decoded.reasons, scores, retained)
 
 
+def score_decoded(decoded: DecodedBatch, top_k: int = 3, keep_records: bool = False) -> BatchResult:
+    """Scores and output records of a decoded batch (serve's scorer thread runs this)."""
+    return result_of(decoded, model_scores(decoded), top_k, keep_records)
+
+
 def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3,
                    keep_records: bool = False) -> BatchResult:
     """The whole scoring of one batch, in line."""
-    decoded = decode_batch(messages, model)
-    return result_of(decoded, model_scores(decoded), top_k, keep_records)
+    return score_decoded(decode_batch(messages, model), top_k, keep_records)
 
 
 def dead_letter(msg: Message, field_name: str | None, reason: str) -> Output:

@@ -47,7 +47,7 @@ from .client import (
     validate,
 )
 from .feedback import FeedbackWorker, open_store
-from .scoring import DecodedBatch, ScoringModel, decode_batch, model_scores, result_of
+from .scoring import DecodedBatch, ScoringModel, decode_batch, score_decoded
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Service:
                         "deadletter": cfg.topics.deadletter}
         self._store_writer: ThreadPoolExecutor | None = None  # one thread: it owns the sqlite connection
         self._store = None
-        self._scorer: ThreadPoolExecutor | None = None  # one thread: the discriminator of the next batch
+        self._scorer: ThreadPoolExecutor | None = None  # one thread: scores the next batch, builds its output
         self.feedback: FeedbackWorker | None = None
 
     # ---------------------------------------------------------------- model
@@ -225,8 +225,7 @@ class Service:
         records (while this thread waits for the previous batch's acks and commit)."""
         started = time.monotonic()
         decoded = decode_batch(messages, self.model)
-        keep, top_k = self._store is not None, self.cfg.serve.top_features
-        result = self._scorer.submit(lambda: result_of(decoded, model_scores(decoded), top_k, keep_records=keep))
+        result = self._scorer.submit(score_decoded, decoded, self.cfg.serve.top_features, self._store is not None)
         return InFlight(decoded, result, started)
 
     def _finish(self, batch: "InFlight", consumer, polled_after: list[Message] = ()) -> bool:
