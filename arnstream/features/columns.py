@@ -20,16 +20,12 @@ def records_to_columns(records: Sequence[Mapping], fields: Iterable[str]) -> Col
     fields = list(fields)
     if not fields:
         return {}
-    # one C-level itemgetter call per well-formed record: this runs on every served batch
+    # one C-level pass when every record has every field (the usual batch); else row by row
     get_all = itemgetter(*fields)
-    single = len(fields) == 1
-    rows = []
-    for r in records:
-        try:
-            got = get_all(r)
-            rows.append((got,) if single else got)
-        except (KeyError, TypeError, IndexError):
-            rows.append(tuple(r.get(f) for f in fields) if isinstance(r, Mapping) else (None,) * len(fields))
+    try:
+        rows = list(map(get_all, records)) if len(fields) > 1 else [(v,) for v in map(get_all, records)]
+    except (KeyError, TypeError, IndexError):
+        rows = [_fields_of(r, fields) for r in records]
     out: Columns = {}
     columns = zip(*rows) if rows else ([] for _ in fields)
     for name, values in zip(fields, columns):
@@ -37,6 +33,12 @@ def records_to_columns(records: Sequence[Mapping], fields: Iterable[str]) -> Col
         col[:] = values
         out[name] = col
     return out
+
+
+def _fields_of(record, fields: list[str]) -> tuple:
+    if isinstance(record, Mapping):
+        return tuple(record.get(f) for f in fields)
+    return (None,) * len(fields)
 
 
 def columns_to_records(columns: Mapping[str, np.ndarray]) -> list[dict]:

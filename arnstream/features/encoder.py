@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -129,12 +130,8 @@ class RecordEncoder:
         for group in self.categorical_groups_:
             lookup = self._lookup[group.field]
             unknown = group.stop - group.start - 1
-            values = cats[group.field][rows]
-            idx = np.fromiter(
-                (lookup.get(v if type(v) is str else str(v), unknown) for v in values),
-                dtype=np.int64,
-                count=len(rows),
-            )
+            values = cats[group.field][rows].tolist()  # strings by now (_parse_categorical)
+            idx = np.fromiter(map(lookup.get, values, repeat(unknown)), dtype=np.int64, count=len(rows))
             X[np.arange(len(rows)), group.start + idx] = 1.0
         rejected = [Rejected(row, f, reason) for row, (f, reason) in sorted(bad.items())]
         return EncodedBatch(X=X, rows=rows, rejected=rejected)
@@ -205,12 +202,17 @@ class RecordEncoder:
         for name in self.schema.categorical:
             col = np.asarray(columns[name], dtype=object)
             # categories are nearly always strings: inspect only the rest
-            for i in [i for i, v in enumerate(col.tolist()) if type(v) is not str]:
+            others = [i for i, v in enumerate(col.tolist()) if type(v) is not str]
+            if others:
+                col = col.copy()  # (the caller's column stays as given)
+            for i in others:
                 v = col[i]
                 if v is None:
                     bad.setdefault(i, (name, "missing field"))
                 elif isinstance(v, (dict, list, tuple, set)):
                     bad.setdefault(i, (name, f"expected a category, got a {type(v).__name__}"))
+                else:
+                    col[i] = str(v)  # a number as category: compared as text, as fit() keeps it
             values[name] = col
         return values, bad
 

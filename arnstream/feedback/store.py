@@ -56,6 +56,23 @@ def _insert_scored(n_rows: int) -> str:
     return "INSERT OR REPLACE INTO scored VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * n_rows)
 
 
+_COLUMNS = 6  # of the scored table
+
+
+@dataclass(frozen=True)
+class ScoredColumns:
+    """Scored records as equal-length columns (serve builds them per batch)."""
+
+    ids: list[str]
+    model_versions: list[str]
+    scores: list[float]
+    flagged: list[int]  # 0/1
+    records: list[bytes]  # the record JSON as the model saw it
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 @dataclass(frozen=True)
 class Evicted:
     by_age: int
@@ -81,7 +98,8 @@ class FeedbackStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, fast
             self.db.executescript(_SCHEMA)
-            self._rows_per_insert = min(ROWS_PER_INSERT, self.db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 6)
+            max_variables = self.db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._rows_per_insert = min(ROWS_PER_INSERT, max_variables // _COLUMNS)
         except sqlite3.Error as exc:
             raise ConfigError("feedback.store", f"cannot open {self.path}: {exc}") from exc
 
@@ -91,12 +109,27 @@ class FeedbackStore:
     # ------------------------------------------------------------- scored
     def put_scored(self, rows: Iterable[tuple[str, str, float, bool, bytes]], now: float | None = None) -> None:
         """rows: (record_id, model_version, score, flagged, record JSON). A re-scored id is replaced."""
+        columns = [list(c) for c in zip(*rows)]
+        if columns:
+            ids, versions, scores, flagged, records = columns
+            self.put_scored_columns(ScoredColumns(ids, versions, scores, [int(f) for f in flagged], records), now)
+
+    def put_scored_columns(self, scored: "ScoredColumns", now: float | None = None) -> None:
+        """The same rows as columns: what serve hands over. The rows' parameters are interleaved
+        by list slicing (C loops), so the writer thread holds the GIL only briefly beside serve."""
         now = time.time() if now is None else now
-        table_rows = [(rid, now, version, score, int(flagged), record) for rid, version, score, flagged, record in rows]
+        n = len(scored.ids)
+        params: list = [None] * (_COLUMNS * n)  # row after row, as the INSERT lists them
+        params[0::_COLUMNS] = scored.ids
+        params[1::_COLUMNS] = [now] * n
+        params[2::_COLUMNS] = scored.model_versions
+        params[3::_COLUMNS] = scored.scores
+        params[4::_COLUMNS] = scored.flagged
+        params[5::_COLUMNS] = scored.records
         with self._transaction():
-            for start in range(0, len(table_rows), self._rows_per_insert):
-                chunk = table_rows[start : start + self._rows_per_insert]
-                self.db.execute(_insert_scored(len(chunk)), [v for row in chunk for v in row])
+            for start in range(0, n, self._rows_per_insert):
+                stop = min(n, start + self._rows_per_insert)
+                self.db.execute(_insert_scored(stop - start), params[_COLUMNS * start : _COLUMNS * stop])
 
     def maintain(self, now: float | None = None) -> Evicted:
         now = time.time() if now is None else now

@@ -6,7 +6,8 @@ records for flows-scores / flows-alerts, and dead letters for what could not be 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from operator import attrgetter, methodcaller
 from typing import NamedTuple
 
 import numpy as np
@@ -15,7 +16,10 @@ import orjson
 from ..features import RecordEncoder
 from ..features.encoder import EncodedBatch
 from ..features.pipeline import FeaturePipeline
+from ..feedback.store import ScoredColumns
 from .client import Message
+
+_value = attrgetter("value")
 
 REASON_HEADER = "arnstream-reason"
 FIELD_HEADER = "arnstream-field"
@@ -90,17 +94,13 @@ class BatchResult:
     n_anomalies: int
     rejected_reasons: list[str]  # one bounded reason category per dead letter
     scores: np.ndarray
-    # (record id, model version, score, flagged, record JSON as the model saw it) per scored
-    # record, for the feedback store; filled only when asked (keep_records)
-    retained: list[tuple] = field(default_factory=list)
+    # the scored records for the feedback store, when asked (keep_records)
+    retained: ScoredColumns | None = None
 
 
-def own_id(record, id_field: str | None) -> str | None:
-    """The record's own id as a string, if the schema has an id field and the record a usable
-    value there; else None (the id is then the record's topic:partition:offset)."""
-    if id_field is None or not isinstance(record, dict):
-        return None
-    value = record.get(id_field)
+def _id_text(value) -> str | None:
+    """A record's id field as its id: a non-empty string, or an integer as text; else None (the
+    id is then the record's topic:partition:offset)."""
     if type(value) is str:
         return value or None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -137,6 +137,20 @@ class DecodedBatch:
 
 def decode_batch(messages: list[Message], model: ScoringModel) -> DecodedBatch:
     """Decode (orjson), validate and encode: everything before the discriminator."""
+    records, kept, dead, reasons = _decode_json(messages)
+    encoded, seen = model.features.transform_with_records(records)
+    for rej in encoded.rejected:
+        dead.append(dead_letter(messages[kept[rej.row]], rej.field, rej.reason))
+        reasons.append(reason_category(rej.field, rej.reason))
+    return DecodedBatch(messages, model, records, kept, encoded, seen, dead, reasons)
+
+
+def _decode_json(messages: list[Message]) -> tuple[list, list[int], list[Output], list[str]]:
+    """The messages that are JSON, decoded; their positions; dead letters for the rest."""
+    try:  # the usual batch, all JSON: decoded in one C-level pass
+        return list(map(orjson.loads, map(_value, messages))), list(range(len(messages))), [], []
+    except (orjson.JSONDecodeError, TypeError):
+        pass
     dead: list[Output] = []
     reasons: list[str] = []
     records, kept = [], []
@@ -151,11 +165,7 @@ def decode_batch(messages: list[Message], model: ScoringModel) -> DecodedBatch:
         except orjson.JSONDecodeError as exc:
             dead.append(dead_letter(msg, None, f"not valid JSON: {exc}"))
             reasons.append("not_json")
-    encoded, seen = model.features.transform_with_records(records)
-    for rej in encoded.rejected:
-        dead.append(dead_letter(messages[kept[rej.row]], rej.field, rej.reason))
-        reasons.append(reason_category(rej.field, rej.reason))
-    return DecodedBatch(messages, model, records, kept, encoded, seen, dead, reasons)
+    return records, kept, dead, reasons
 
 
 def model_scores(decoded: DecodedBatch) -> np.ndarray:
@@ -171,25 +181,26 @@ def result_of(decoded: DecodedBatch, scores: np.ndarray, top_k: int = 3,
     model, messages, records, seen = decoded.model, decoded.messages, decoded.records, decoded.seen
     alerts = scores > model.threshold
     top = model.atypical_fields(decoded.encoded.X, top_k)
+    # serve's hot path: comprehensions and C-level maps over plain lists, no numpy scalars
+    threshold, version = model.threshold, model.version
+    rows, score_list, flag_list = decoded.encoded.rows.tolist(), scores.tolist(), alerts.tolist()
+    scored = [messages[i] for i in map(decoded.kept.__getitem__, rows)]
+    sources = [f"{m.topic}:{m.partition}:{m.offset}" for m in scored]
+    ids = sources if model.id_field is None else [
+        value if type(value) is str and value else (_id_text(value) or source)
+        for value, source in zip(map(methodcaller("get", model.id_field), map(records.__getitem__, rows)), sources)]
+    docs = [{"id": rid, "score": score, "threshold": threshold, "is_anomaly": flagged, "model_version": version,
+             "top_features": fields, "source": source}
+            for rid, score, flagged, fields, source in zip(ids, score_list, flag_list, top, sources)]
+    keys = list(map(str.encode, ids))
     outputs = list(decoded.dead_letters)
-    retained = []
-    # the per-record loop is serve's hot path: plain lists, locals, no numpy scalars
-    threshold, version, id_field, kept = model.threshold, model.version, model.id_field, decoded.kept
-    append = outputs.append
-    rows = decoded.encoded.rows.tolist()
-    for j, (row, score, flagged) in enumerate(zip(rows, scores.tolist(), alerts.tolist())):
-        msg, record = messages[kept[row]], records[row]
-        source = f"{msg.topic}:{msg.partition}:{msg.offset}"
-        rid = own_id(record, id_field) or source
-        doc = {"id": rid, "score": score, "threshold": threshold, "is_anomaly": flagged,
-               "model_version": version, "top_features": top[j], "source": source}
-        key = rid.encode()
-        append(Output("scores", orjson.dumps(doc), key))
-        if flagged:
-            append(Output("alerts", orjson.dumps({**doc, "record": record}), key))
-        if keep_records:
-            kept_bytes = msg.value if seen is None else orjson.dumps(seen[j])  # no window: the bytes as received
-            retained.append((rid, version, score, flagged, kept_bytes))
+    outputs += [Output("scores", value, key) for value, key in zip(map(orjson.dumps, docs), keys)]
+    outputs += [Output("alerts", orjson.dumps({**docs[j], "record": records[rows[j]]}), keys[j])
+                for j in np.flatnonzero(alerts).tolist()]
+    retained = None
+    if keep_records:  # without windows, the bytes as received are the record the model saw
+        seen_json = [m.value for m in scored] if seen is None else list(map(orjson.dumps, seen))
+        retained = ScoredColumns(ids, [version] * len(ids), score_list, alerts.astype(np.int8).tolist(), seen_json)
     return BatchResult(outputs, len(rows), int(alerts.sum()), decoded.reasons, scores, retained)
 
 

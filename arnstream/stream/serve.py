@@ -24,6 +24,7 @@ retrains (stream/feedback.py).
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import sqlite3
 import threading
@@ -151,14 +152,16 @@ class Service:
             log.error("cannot load promoted model %s, keeping %s: %s", name,
                       self.model.version if self.model else "none", exc)
             return False
-        previous, self.model = self.model, model
+        previous = self.model.version if self.model is not None else None
+        self.model = model  # the old one lives on only while a batch it scored is in flight
+        _freeze_long_lived()
         self.drift.reset()
         self.metrics.model_version.set(version_number(name))
         self.metrics.model_threshold.set(model.threshold)
         if previous is not None:
             self.metrics.model_reloads.inc()
         log.info("model %s in use (threshold %.6g%s)", name, model.threshold,
-                 f", replacing {previous.version}" if previous else "")
+                 f", replacing {previous}" if previous else "")
         return True
 
     # ----------------------------------------------------------------- loop
@@ -233,7 +236,9 @@ class Service:
         batch and what was polled after it are re-read from their first offsets, and False is
         returned."""
         decoded, result = batch.decoded, batch.result.result()
-        stored = self._store_writer.submit(self._store.put_scored, result.retained) if self._store is not None else None
+        stored = None
+        if self._store is not None:
+            stored = self._store_writer.submit(self._store.put_scored_columns, result.retained)
         try:
             for out in result.outputs:
                 self._producer.send(self._topics[out.topic_key], out.value, out.key, out.headers)
@@ -242,13 +247,13 @@ class Service:
             self.metrics.output_failures.inc()
             log.warning("output of a batch of %d (model %s) was not written: %s; re-reading it "
                         "with a new producer", len(decoded.messages), decoded.model.version, exc)
-            self._wait_stored(stored, len(result.retained))  # re-read: the same rows are written again
+            self._wait_stored(stored, result.n_scored)  # re-read: the same rows are written again
             consumer.seek(first_offsets(decoded.messages + list(polled_after)))
             self.stop.wait(1.0)
             self._producer = renew_producer(self.cfg.kafka, self._producer, self.stop,
                                             "arnstream-serve") or self._producer
             return False
-        self._wait_stored(stored, len(result.retained))
+        self._wait_stored(stored, result.n_scored)
         offsets = next_offsets(decoded.messages)
         try:
             consumer.commit(offsets)
@@ -299,6 +304,19 @@ class Service:
             done = self._committed.get((topic, partition))
             if done is not None:
                 self.metrics.lag.labels(topic, str(partition)).set(max(0, high - done))
+
+
+def _freeze_long_lived() -> None:
+    """Take what lives now (modules, torch, the model) out of the cyclic collector's sight.
+
+    Serve allocates a dozen containers per record, so full collections run every batch or
+    two, and each walked the ~300k long-lived objects: measured on a batch of 5,000, decoding
+    took 63 ms instead of 40 and building the outputs 57 instead of 36. Unfreezing first lets
+    a replaced model's cycles, if any, be collected (at the next reload if a batch still held
+    it)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _observe_many(histogram, values: np.ndarray) -> None:

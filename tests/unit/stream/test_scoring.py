@@ -88,3 +88,27 @@ def test_record_id_falls_back_to_the_kafka_position(model):
                                              ("not a number: 'x'", "wrong_type"), ("weird", "invalid")])
 def test_reason_categories_are_bounded(reason, category):
     assert reason_category("f", reason) == category
+
+
+def test_the_scored_records_kept_for_the_feedback_store_are_those_scored(model, tmp_path):
+    from arnstream.feedback import FeedbackStore
+
+    records, _ = FlowSimulator(seed=7, attacks=("synflood",), attack_fraction=0.3).batch(20)
+    values = [orjson.dumps(r) for r in records]
+    values.insert(5, b"{oops")  # a dead letter is not kept
+    result = score_messages(_messages(values), model, keep_records=True)
+    kept = result.retained
+    assert kept.ids == [r["flow_id"] for r in records] and kept.model_versions == ["v0007"] * 20
+    assert kept.records == [orjson.dumps(r) for r in records]
+    assert kept.scores == result.scores.tolist() and 0 < sum(kept.flagged) < 20
+    assert kept.flagged == [int(s > model.threshold) for s in result.scores]
+    store = FeedbackStore(tmp_path / "store.sqlite3")
+    try:
+        store.put_scored_columns(kept, now=1.0)
+        assert store.count_scored() == 20
+        for i in (0, 7, 19):
+            assert store.db.execute("SELECT scored_at, model_version, score, flagged, record FROM scored "
+                                    "WHERE record_id = ?", (records[i]["flow_id"],)).fetchone() == (
+                1.0, "v0007", kept.scores[i], kept.flagged[i], orjson.dumps(records[i]))
+    finally:
+        store.close()
