@@ -95,7 +95,7 @@ class ServeConfig:
     wait_for_model_s: float = 10.0  # log interval while no model is promoted yet
     top_features: int = 3  # most atypical fields reported with each score
     drift_delta: float = 0.002  # ADWIN confidence on the anomaly score
-    threads: int = 2  # torch intra-op threads of serve's scorer thread: 2 and 1 measured alike (docs/streaming.md)
+    threads: int = 1  # torch intra-op threads of serve's scorer thread: 1 beat 2 (docs/streaming.md)
 
 
 @dataclass

@@ -204,15 +204,11 @@ def result_of(decoded: DecodedBatch, scores: np.ndarray, top_k: int = 3,
     return BatchResult(outputs, len(rows), int(alerts.sum()), decoded.reasons, scores, retained)
 
 
-def score_decoded(decoded: DecodedBatch, top_k: int = 3, keep_records: bool = False) -> BatchResult:
-    """Scores and output records of a decoded batch (serve's scorer thread runs this)."""
-    return result_of(decoded, model_scores(decoded), top_k, keep_records)
-
-
 def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3,
                    keep_records: bool = False) -> BatchResult:
     """The whole scoring of one batch, in line."""
-    return score_decoded(decode_batch(messages, model), top_k, keep_records)
+    decoded = decode_batch(messages, model)
+    return result_of(decoded, model_scores(decoded), top_k, keep_records)
 
 
 def dead_letter(msg: Message, field_name: str | None, reason: str) -> Output:
