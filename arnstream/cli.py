@@ -79,11 +79,13 @@ def _fmt(stat: dict) -> str:
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
-    from .evaluation import EvaluationSpec, evaluate
 
     cfg = _config(args)
+    dataset = load_dataset(args.dataset, cfg.data_dir())  # a bad name or path fails before torch loads
+
+    from .evaluation import EvaluationSpec, evaluate
+
     _apply_runtime(cfg)
-    dataset = load_dataset(args.dataset, cfg.data_dir())
     params = detector_params(cfg)
     spec = EvaluationSpec(model=cfg.model.name, runs=args.runs, seed=args.seed,
                           contamination=args.contamination, weak=args.weak,
@@ -293,12 +295,10 @@ def _read_data_file(path: str) -> list[dict]:
 def cmd_train(args) -> int:
     from .schema import FlowSchema
     from .stream.window import parse_time, read_window
-    from .trainer import train_on_records
 
     cfg = _config(args)
-    _apply_runtime(cfg)
     schema = FlowSchema.load(cfg.serve.schema)
-    if args.data:
+    if args.data:  # a bad file fails before torch loads
         records = _read_data_file(args.data)[: args.max_records]
         source = {"file": str(Path(args.data).resolve()), "records": len(records)}
         print(f"read {len(records)} records from {args.data}", file=sys.stderr)
@@ -323,6 +323,9 @@ def cmd_train(args) -> int:
                   "from": args.from_ts, "to": args.to_ts}
         print(f"read {len(records)} records from {topic} ({window.undecodable} not JSON objects, "
               f"{window.outside} outside the time window)", file=sys.stderr)
+    from .trainer import train_on_records
+
+    _apply_runtime(cfg)
     params = alerting_params(cfg)
     show_epoch = _progress_printer(params.get("epochs", 0), 1)
     result = train_on_records(records, schema, cfg, params, registry=_registry(cfg), source=source,
@@ -348,13 +351,16 @@ def cmd_serve(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     from .observability import ServeMetrics, start_exporter
-    from .stream.client import ensure_topics
-    from .stream.serve import Service
+    from .stream.client import ensure_topics, validate
 
-    cfg = _config(args)
+    cfg = _config(args)  # a bad config or metrics address fails before torch loads
+    validate(cfg.kafka)
     topic = args.topic or cfg.topics.live
     metrics = ServeMetrics()
     server = start_exporter(cfg.serve.metrics_address, metrics.registry)
+
+    from .stream.serve import Service
+
     if args.create_topics:
         t = cfg.topics
         ensure_topics(cfg.kafka, [topic, t.scores, t.alerts, t.deadletter], partitions=args.partitions)
