@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    start_http_server,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from .errors import ConfigError
 

@@ -114,7 +114,7 @@ class FeedbackStore:
             ids, versions, scores, flagged, records = columns
             self.put_scored_columns(ScoredColumns(ids, versions, scores, [int(f) for f in flagged], records), now)
 
-    def put_scored_columns(self, scored: "ScoredColumns", now: float | None = None) -> None:
+    def put_scored_columns(self, scored: ScoredColumns, now: float | None = None) -> None:
         """The same rows as columns: what serve hands over. The rows' parameters are interleaved
         by list slicing (C loops), so the writer thread holds the GIL only briefly beside serve."""
         now = time.time() if now is None else now

@@ -186,9 +186,11 @@ def result_of(decoded: DecodedBatch, scores: np.ndarray, top_k: int = 3,
     rows, score_list, flag_list = decoded.encoded.rows.tolist(), scores.tolist(), alerts.tolist()
     scored = [messages[i] for i in map(decoded.kept.__getitem__, rows)]
     sources = [f"{m.topic}:{m.partition}:{m.offset}" for m in scored]
-    ids = sources if model.id_field is None else [
-        value if type(value) is str and value else (_id_text(value) or source)
-        for value, source in zip(map(methodcaller("get", model.id_field), map(records.__getitem__, rows)), sources)]
+    if model.id_field is None:
+        ids = sources
+    else:  # the record's own id where it has a usable one
+        own = map(methodcaller("get", model.id_field), map(records.__getitem__, rows))
+        ids = [v if type(v) is str and v else (_id_text(v) or source) for v, source in zip(own, sources)]
     docs = [{"id": rid, "score": score, "threshold": threshold, "is_anomaly": flagged, "model_version": version,
              "top_features": fields, "source": source}
             for rid, score, flagged, fields, source in zip(ids, score_list, flag_list, top, sources)]
