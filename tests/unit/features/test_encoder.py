@@ -124,3 +124,15 @@ def test_malformed_state_is_refused(enc):
     del state["min"]["bytes"]
     with pytest.raises(SchemaError):
         RecordEncoder.from_dict(state)
+
+
+def test_a_number_as_category_is_its_text_and_the_callers_column_is_left_as_given():
+    enc = RecordEncoder(SCHEMA).fit([{"proto": 6, "bytes": 1, "rate": 0.1}, {"proto": "udp", "bytes": 2, "rate": 0.2}])
+    assert enc.categories_["proto"] == ["6", "udp"]
+    X = enc.transform([{"proto": "6", "bytes": 1, "rate": 0.1}, {"proto": 6, "bytes": 1, "rate": 0.1},
+                       {"proto": 17, "bytes": 1, "rate": 0.1}])
+    np.testing.assert_array_equal(X[0], X[1])  # 6 and "6" are the same category
+    assert X[2, 2] == 1.0  # 17 was never seen: the unknown bucket
+    proto = np.asarray([6, "udp"], dtype=object)
+    enc.transform({"proto": proto, "bytes": np.asarray([1, 2]), "rate": np.asarray([0.1, 0.2])})
+    assert proto[0] == 6  # not replaced by "6" in the caller's array
