@@ -16,7 +16,7 @@ once more without it on a new consumer group, to print what the store costs.
                                      [--compression lz4] [--linger-ms 20] [--threads 1] [--feedback both|on]
                                      [--repeat 1]
 
-The machine's noise is large (the ceiling alone moved between 51k and 95k records/s across
+The machine's noise is large (the confluent ceiling alone moved between 51k and 106k records/s across
 runs of the same code): `--repeat 3` measures each backend three times, each ceiling right
 before its serve, and prints the median of the per-run ratios.
 """
@@ -155,7 +155,7 @@ def main() -> None:
                           f"{bare['p50'] * 1e3:6.1f} ms) | with / without {sv['rate'] / bare['rate']:.2f}",
                           flush=True)
             results[client] = runs
-            if args.repeat > 1:  # the ratio of each run (ceiling and serve measured minutes apart), then the median
+            if args.repeat > 1:  # each ratio pairs a ceiling with the serve measured right after it
                 ratios = [sv["rate"] / pt["rate"] for pt, sv in runs]
                 print(f"{client:12s} median of {args.repeat} runs: pass-through "
                       f"{np.median([pt['rate'] for pt, _ in runs]):9.0f} rec/s, serve "
