@@ -121,7 +121,7 @@ class Service:
                         "deadletter": cfg.topics.deadletter}
         self._store_writer: ThreadPoolExecutor | None = None  # one thread: it owns the sqlite connection
         self._store = None
-        self._scorer: ThreadPoolExecutor | None = None  # one thread: scores the next batch, builds its output
+        self._scorer: ThreadPoolExecutor | None = None  # one thread: runs the model on the next batch
         self.feedback: FeedbackWorker | None = None
 
     # ---------------------------------------------------------------- model
