@@ -19,13 +19,19 @@ once more without it on a new consumer group, to print what the store costs.
 The machine's noise is large (the confluent ceiling alone moved between 51k and 106k records/s across
 runs of the same code): `--repeat 3` measures each backend three times, each ceiling right
 before its serve, and prints the median of the per-run ratios.
+
+Each phase also prints its CPU cost per record (this process, every thread, plus the broker's
+process) and what that cost caps the rate at on this machine's cores: when serve's cap is below
+half the ceiling, no overlap of its work can reach the 0.5 target here; only a lower cost can.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -61,16 +67,37 @@ def fill_topic(cfg, topic: str, n: int) -> None:
     producer.close()
 
 
-def pass_through(cfg, topic: str, n: int, batch_size: int) -> dict:
+class CpuMeter:
+    """CPU seconds (user + system, every thread) of this process and of the broker's, so that a
+    phase's CPU cost per record can be read beside its throughput: on a machine where the
+    broker shares the cores, cores / (CPU per record) is the most any service of that cost
+    can do, however well it overlaps its work."""
+
+    def __init__(self, broker_pid: int):
+        self.stat = Path(f"/proc/{broker_pid}/stat")
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> tuple[float, float]:
+        fields = self.stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
+        return time.process_time(), (int(fields[11]) + int(fields[12])) / self.tick  # utime, stime
+
+
+def cpu_per_record(start: tuple[float, float], end: tuple[float, float], records: int) -> dict:
+    own, broker = ((b - a) / max(records, 1) for a, b in zip(start, end))
+    return {"own_us": own * 1e6, "broker_us": broker * 1e6}
+
+
+def pass_through(cfg, topic: str, n: int, batch_size: int, meter: CpuMeter) -> dict:
     consumer = open_consumer(cfg.kafka, [topic], f"pt-{time.time_ns()}", client_id="bench-pt")
     producer = open_producer(cfg.kafka, client_id="bench-pt")
     seen, first, latencies = 0, None, []
     while seen < n:
-        started = time.monotonic()
+        started, cpu = time.monotonic(), meter.sample()
         msgs = consumer.poll_batch(batch_size, 500)
         if not msgs:
             continue
-        first = first or started
+        if first is None:
+            first, cpu_at_first = started, cpu
         for m in msgs:
             producer.send(f"{topic}-pt-out", b'{"ok":1}', m.key)
         producer.flush()
@@ -80,27 +107,39 @@ def pass_through(cfg, topic: str, n: int, batch_size: int) -> dict:
         consumer.commit(offsets)
         latencies.append(time.monotonic() - started)
         seen += len(msgs)
-    elapsed = time.monotonic() - first
+    elapsed, cpu = time.monotonic() - first, cpu_per_record(cpu_at_first, meter.sample(), seen)
     consumer.close()
     producer.close()
-    return {"rate": seen / elapsed, "p50": np.percentile(latencies, 50), "p99": np.percentile(latencies, 99)}
+    return {"rate": seen / elapsed, "p50": np.percentile(latencies, 50), "p99": np.percentile(latencies, 99), **cpu}
 
 
-def serve(cfg, topic: str, n: int) -> dict:
+def serve(cfg, topic: str, n: int, meter: CpuMeter) -> dict:
     stop = threading.Event()
     service = Service(cfg, Registry(cfg.registry.dir), topic=topic, stop=stop)
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
+    counted_from = None  # (records, cpu) once the first batch is in: the join and model load excluded
     while service.stats.consumed < n:
         if not thread.is_alive():
             raise RuntimeError("serve stopped")
+        if counted_from is None and service.stats.consumed:
+            counted_from = (service.stats.consumed, meter.sample())
         time.sleep(0.05)
+    cpu = cpu_per_record(counted_from[1], meter.sample(), service.stats.consumed - counted_from[0])
     stop.set()
     thread.join(30)
     s = service.stats
     lat = list(s.recent_batch_seconds)
     return {"rate": s.consumed / (s.last_batch_at - s.first_batch_at), "p50": np.percentile(lat, 50),
-            "p99": np.percentile(lat, 99)}
+            "p99": np.percentile(lat, 99), **cpu}
+
+
+def cpu_line(name: str, phase: dict, ceiling: float, cores: int) -> str:
+    """CPU per record, and the rate these cores could give at that cost, as a share of the ceiling."""
+    total = phase["own_us"] + phase["broker_us"]
+    cap = cores * 1e6 / total
+    return (f"  {name:34s} CPU {phase['own_us']:5.1f} us/record here + {phase['broker_us']:5.1f} broker = "
+            f"{total:5.1f}: {cores} cores cap it at {cap:9.0f} rec/s = {cap / ceiling:.2f} of the ceiling")
 
 
 def main() -> None:
@@ -118,9 +157,16 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     registry = trained_registry("serve", epochs=5)
+    # the pass-through allocates per message too: freeze what is loaded by now (torch, the model
+    # training) as serve does at each model load, or each ceiling is measured under a different
+    # garbage-collector load (the first one, before any serve had frozen them, ran ~1.6x slower)
+    gc.collect()
+    gc.freeze()
     results = {}
     scratch = tempfile.TemporaryDirectory(prefix="bench-serve-")
+    cores = len(os.sched_getaffinity(0))
     with EmbeddedBroker() as broker:
+        meter = CpuMeter(broker.process.pid)
         for client in args.clients.split(","):
             cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap, "kafka.client": client,
                                          "kafka.session_timeout_ms": 6000, "serve.metrics_address": None,
@@ -139,21 +185,23 @@ def main() -> None:
                 run_cfg = dataclasses.replace(
                     cfg, kafka=dataclasses.replace(cfg.kafka, group=f"bench-{client}-{i}"),
                     feedback=dataclasses.replace(cfg.feedback, store=f"{scratch.name}/{client}-{i}.sqlite3"))
-                pt = pass_through(run_cfg, topic, args.records, args.batch_size)
-                sv = serve(run_cfg, topic, args.records)
+                pt = pass_through(run_cfg, topic, args.records, args.batch_size, meter)
+                sv = serve(run_cfg, topic, args.records, meter)
                 runs.append((pt, sv))
                 print(f"{client:12s} pass-through {pt['rate']:9.0f} rec/s (batch p50 {pt['p50'] * 1e3:6.1f} ms, "
                       f"p99 {pt['p99'] * 1e3:6.1f} ms) | serve {sv['rate']:9.0f} rec/s (batch p50 "
                       f"{sv['p50'] * 1e3:6.1f} ms, p99 {sv['p99'] * 1e3:6.1f} ms) | serve/pass-through "
                       f"{sv['rate'] / pt['rate']:.2f} (target >= 0.5)", flush=True)
+                print(cpu_line("pass-through", pt, pt["rate"], cores))
+                print(cpu_line("serve", sv, pt["rate"], cores), flush=True)
                 if args.feedback == "both":
                     off = dataclasses.replace(
                         run_cfg, kafka=dataclasses.replace(run_cfg.kafka, group=f"bench-{client}-{i}-nofb"),
                         feedback=dataclasses.replace(run_cfg.feedback, enabled=False))
-                    bare = serve(off, topic, args.records)
+                    bare = serve(off, topic, args.records, meter)
                     print(f"{client:12s} serve without the feedback store {bare['rate']:9.0f} rec/s (batch p50 "
-                          f"{bare['p50'] * 1e3:6.1f} ms) | with / without {sv['rate'] / bare['rate']:.2f}",
-                          flush=True)
+                          f"{bare['p50'] * 1e3:6.1f} ms) | with / without {sv['rate'] / bare['rate']:.2f}")
+                    print(cpu_line("serve without the feedback store", bare, pt["rate"], cores), flush=True)
             results[client] = runs
             if args.repeat > 1:  # each ratio pairs a ceiling with the serve measured right after it
                 ratios = [sv["rate"] / pt["rate"] for pt, sv in runs]
