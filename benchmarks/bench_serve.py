@@ -107,10 +107,10 @@ def pass_through(cfg, topic: str, n: int, batch_size: int, meter: CpuMeter) -> d
         consumer.commit(offsets)
         latencies.append(time.monotonic() - started)
         seen += len(msgs)
-    elapsed, cpu = time.monotonic() - first, cpu_per_record(cpu_at_first, meter.sample(), seen)
+    elapsed, cost = time.monotonic() - first, cpu_per_record(cpu_at_first, meter.sample(), seen)
     consumer.close()
     producer.close()
-    return {"rate": seen / elapsed, "p50": np.percentile(latencies, 50), "p99": np.percentile(latencies, 99), **cpu}
+    return {"rate": seen / elapsed, "p50": np.percentile(latencies, 50), "p99": np.percentile(latencies, 99), **cost}
 
 
 def serve(cfg, topic: str, n: int, meter: CpuMeter) -> dict:
@@ -125,13 +125,13 @@ def serve(cfg, topic: str, n: int, meter: CpuMeter) -> dict:
         if counted_from is None and service.stats.consumed:
             counted_from = (service.stats.consumed, meter.sample())
         time.sleep(0.05)
-    cpu = cpu_per_record(counted_from[1], meter.sample(), service.stats.consumed - counted_from[0])
+    cost = cpu_per_record(counted_from[1], meter.sample(), service.stats.consumed - counted_from[0])
     stop.set()
     thread.join(30)
     s = service.stats
     lat = list(s.recent_batch_seconds)
     return {"rate": s.consumed / (s.last_batch_at - s.first_batch_at), "p50": np.percentile(lat, 50),
-            "p99": np.percentile(lat, 99), **cpu}
+            "p99": np.percentile(lat, 99), **cost}
 
 
 def cpu_line(name: str, phase: dict, ceiling: float, cores: int) -> str:
