@@ -16,9 +16,9 @@ once more without it on a new consumer group, to print what the store costs.
                                      [--compression lz4] [--linger-ms 20] [--threads 1] [--feedback both|on]
                                      [--repeat 1]
 
-The machine's noise is large (the confluent ceiling alone moved between 51k and 106k records/s across
-runs of the same code): `--repeat 3` measures each backend three times, each ceiling right
-before its serve, and prints the median of the per-run ratios.
+The machine's noise is large (runs of the same code differ by 10-20%): `--repeat 3` measures each
+backend three times, each ceiling right before its serve, and prints the median of the per-run
+ratios.
 
 Each phase also prints its CPU cost per record (this process, every thread, plus the broker's
 process) and what that cost caps the rate at on this machine's cores: when serve's cap is below
@@ -147,9 +147,10 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=100000)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--clients", default="kafka-python,confluent")
-    ap.add_argument("--compression", default=load_config().kafka.compression, help="producer compression")
-    ap.add_argument("--linger-ms", type=int, default=load_config().kafka.linger_ms)
-    ap.add_argument("--threads", type=int, default=load_config().serve.threads, help="torch threads in serve")
+    defaults = load_config()
+    ap.add_argument("--compression", default=defaults.kafka.compression, help="producer compression")
+    ap.add_argument("--linger-ms", type=int, default=defaults.kafka.linger_ms)
+    ap.add_argument("--threads", type=int, default=defaults.serve.threads, help="torch threads in serve")
     ap.add_argument("--feedback", choices=["both", "on"], default="both",
                     help="also measure serve without the feedback store")
     ap.add_argument("--repeat", type=int, default=1,
