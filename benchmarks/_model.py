@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,8 +16,9 @@ from arnstream.trainer import alerting_params, train_on_records
 
 def trained_registry(tag: str, epochs: int) -> Path:
     """A fresh registry with one promoted ARN^N, trained on 10,000 normal flows, scoring as
-    trained models do by default (training.score_mode)."""
+    trained models do by default (training.score_mode); removed when the process exits."""
     root = Path(tempfile.mkdtemp(prefix=f"bench-{tag}-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     cfg = load_config(None, {}, {"training.epochs": epochs, "training.batch_size": 256,
                                  "runtime.device": "cpu", "registry.dir": str(root)})
     records, _ = FlowSimulator(seed=0).batch(10000)

@@ -33,6 +33,7 @@ REFERENCE_ROWS = 20000  # training normals kept to standardise the combined scor
 OBJECTIVES = ("adversarial", "elbo")
 KL_SCHEDULES = ("constant", "warmup", "decay")
 KL_FORMS = ("gaussian", "public-code")
+EMA_STARTS = ("init", "warmup", "half", "mean")  # what the averaged discriminator starts from
 
 
 def _linear(n_in: int, n_out: int, spectral: bool) -> nn.Module:
@@ -220,6 +221,7 @@ class ARN(TorchDetector):
         tau_min: float = 0.2,
         tau_decay: float = 0.999,
         ema_decay: float = 0.999,
+        ema_start: str = "mean",
         weak_weight: float = 1.0,
         seed: int = 0,
         device: str = "auto",
@@ -260,6 +262,7 @@ class ARN(TorchDetector):
         self.tau_min = tau_min
         self.tau_decay = tau_decay
         self.ema_decay = ema_decay
+        self.ema_start = ema_start
         self.weak_weight = weak_weight
         self.seed = seed
         self.device = device
@@ -267,7 +270,8 @@ class ARN(TorchDetector):
                                      ("kl_schedule", kl_schedule, KL_SCHEDULES),
                                      ("kl_form", kl_form, KL_FORMS), ("output", output, OUTPUTS),
                                      ("score_mode", score_mode, SCORE_MODES),
-                                     ("field_kinds", field_kinds, FIELD_KINDS)):
+                                     ("field_kinds", field_kinds, FIELD_KINDS),
+                                     ("ema_start", ema_start, EMA_STARTS)):
             if value not in allowed:
                 raise ModelError(f"ARN {name} '{value}' is not one of {allowed}")
         if not (isinstance(discriminators, int) and discriminators >= 1):
@@ -276,8 +280,9 @@ class ARN(TorchDetector):
     @classmethod
     def params_from_artifact(cls, params):
         # artifacts saved before the ensemble and the one-field-off negatives (2026-11-29)
-        # were trained with one discriminator and without those negatives
-        return {"discriminators": 1, "field_negatives": 0.0, **params}
+        # were trained with one discriminator and without those negatives; those before
+        # 2026-11-30 averaged D from its initial weights
+        return {"discriminators": 1, "field_negatives": 0.0, "ema_start": "init", **params}
 
     @classmethod
     def _unit_test_params(cls):
@@ -385,13 +390,13 @@ class ARN(TorchDetector):
             self._opt_joint.zero_grad(set_to_none=True)
             loss.backward()
             self._opt_joint.step()
-            self._update_ema()
+            self._update_ema(step)
             return {"loss_d": loss_d, "rec": rec, "kl": kl}
 
         self._opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self._opt_d.step()
-        self._update_ema()
+        self._update_ema(step)
 
         # G step: variants (of normals and of labelled anomalies) should be called normal
         for p in self._d_params:
@@ -445,11 +450,28 @@ class ARN(TorchDetector):
         texture that tells generated rows from real ones without telling anomalies apart."""
         return x + self.d_noise * torch.randn_like(x) if self.d_noise > 0 else x
 
+    def ema_rate(self, step: int) -> float:
+        """The averaged discriminator's decay at a step (it scores; training never reads it).
+
+        `init` (before 2026-11-30) seeds the average with the random initial weights and decays
+        at a constant rate: they still made up 0.999^steps of it at the end, 45% after NSL-KDD's
+        ~790 steps. The others forget them at once and differ in how much the late steps
+        count until ema_decay takes over: `mean` all steps alike, `half` in proportion to the
+        step, `warmup` (TensorFlow's ExponentialMovingAverage num_updates rule) mostly the
+        last tenth. docs/results.md, "The averaged discriminator"."""
+        if self.ema_start == "warmup":
+            return min(self.ema_decay, (1.0 + step) / (10.0 + step))
+        if self.ema_start == "half":  # weights that grow linearly with the step (most from the last half)
+            return min(self.ema_decay, (1.0 + step) / (3.0 + step))
+        if self.ema_start == "mean":  # the plain mean of every step's weights until the decay takes over
+            return min(self.ema_decay, step / (1.0 + step))
+        return self.ema_decay
+
     @torch.no_grad()
-    def _update_ema(self) -> None:
+    def _update_ema(self, step: int) -> None:
         if self._ema is None:
             return
-        torch._foreach_lerp_(self._ema, [p.detach() for p in self._d_params], 1.0 - self.ema_decay)
+        torch._foreach_lerp_(self._ema, [p.detach() for p in self._d_params], 1.0 - self.ema_rate(step))
 
     def _swap_ema(self) -> None:
         """Exchange live and averaged discriminator weights (score with the average)."""

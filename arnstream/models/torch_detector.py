@@ -20,7 +20,10 @@ from .training import EpochRecord, StepContext, run_training
 
 log = logging.getLogger(__name__)
 
-SCORE_BATCH = 8192
+# Rows per forward pass when scoring. On CPU a chunk's activations should stay in the core's
+# cache: the 4x64 discriminator scored 50,000 rows 1.56x faster in chunks of 1,024 than of
+# 8,192 (one thread, 6.4 vs 10.0 us per row); a GPU wants large batches.
+SCORE_BATCH = {"cpu": 1024, "cuda": 8192}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -118,8 +121,9 @@ class TorchDetector(Detector):
     def _map_batches(self, fn, X: np.ndarray) -> list:
         """fn over X in eval mode, SCORE_BATCH rows at a time; one result per batch."""
         self.module_.eval()
-        return [fn(torch.as_tensor(X[start : start + SCORE_BATCH], device=self.device_))
-                for start in range(0, len(X), SCORE_BATCH)]
+        step = SCORE_BATCH.get(self.device_.type, SCORE_BATCH["cuda"])
+        return [fn(torch.as_tensor(X[start : start + step], device=self.device_))
+                for start in range(0, len(X), step)]
 
     def _score(self, X: np.ndarray, score_batch=None) -> np.ndarray:
         out = [b.float().cpu().numpy() for b in self._map_batches(score_batch or self.score_batch, X)]

@@ -112,6 +112,22 @@ def test_temperature_and_kl_schedules():
     assert warm.kl_beta(0) == 0.0 and warm.kl_beta(100) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_the_averaged_discriminator_forgets_its_initial_weights():
+    def weights(det: ARN, steps: int) -> np.ndarray:
+        """What each step's weights (index 0: the initial ones) count in the average at the end."""
+        rates = np.array([det.ema_rate(t) for t in range(steps)])
+        keep_after = np.append(np.cumprod(rates[::-1])[::-1][1:], 1.0)  # product of the later rates
+        return np.concatenate([[np.prod(rates)], (1 - rates) * keep_after])
+
+    assert ARN().ema_start == "mean"
+    mean = weights(ARN(ema_decay=0.999), 790)  # NSL-KDD's ~790 steps
+    assert mean[0] == 0.0 and np.allclose(mean[1:], 1 / 790) and mean.sum() == pytest.approx(1.0)
+    assert weights(ARN(ema_decay=0.999), 1500)[1] < weights(ARN(ema_decay=0.999), 1500)[-1]  # then it decays
+    assert weights(ARN(ema_start="init"), 790)[0] == pytest.approx(0.999**790)  # 45%: the flaw
+    warm, half = weights(ARN(ema_start="warmup"), 790), weights(ARN(ema_start="half"), 790)
+    assert max(warm[0], half[0]) < 1e-5 and warm[-1] > half[-1] > mean[-1]  # ever more on the last steps
+
+
 def test_bad_hyper_parameters_are_named():
     with pytest.raises(ModelError, match="head"):
         ARN(head="softmax")
@@ -223,14 +239,14 @@ def test_an_artifact_from_before_the_ensemble_loads_as_it_was_trained(synthetic_
     # what an artifact saved before the parameter existed looks like (checksums re-made)
     envelope = tmp_path / "m" / "detector.json"
     data = json.loads(envelope.read_text())
-    del data["params"]["discriminators"], data["params"]["field_negatives"]
+    del data["params"]["discriminators"], data["params"]["field_negatives"], data["params"]["ema_start"]
     envelope.write_text(json.dumps(data))
     sums_path = tmp_path / "m" / "checksums.json"
     sums = json.loads(sums_path.read_text())
     sums["detector.json"] = hashlib.sha256(envelope.read_bytes()).hexdigest()
     sums_path.write_text(json.dumps(sums))
     loaded = Detector.load(tmp_path / "m")
-    assert loaded.discriminators == 1 and loaded.field_negatives == 0.0
+    assert loaded.discriminators == 1 and loaded.field_negatives == 0.0 and loaded.ema_start == "init"
     np.testing.assert_allclose(loaded.score(p["X_test"][:50]), det.score(p["X_test"][:50]), atol=1e-6)
 
 
