@@ -35,9 +35,9 @@ SQLITE_DEFAULTS = {"page_size": 4096, "cache_kib": 2000}
 OURS = {"page_size": PAGE_SIZE, "cache_kib": CACHE_KIB}
 
 
-def write_all(settings: dict, records: list[bytes], rows: int, batch: int) -> tuple[list[float], list[float]]:
-    """CPU and wall seconds of each batch, writing `rows` records into a fresh store."""
-    cpu, wall = [], []
+def write_all(settings: dict, records: list[bytes], rows: int, batch: int) -> list[tuple[int, float, float]]:
+    """(rows, CPU seconds, wall seconds) of each batch, writing `rows` records into a fresh store."""
+    batches = []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         store = FeedbackStore(Path(tmp) / "feedback.db", max_records=rows, **settings)
         try:
@@ -48,11 +48,10 @@ def write_all(settings: dict, records: list[bytes], rows: int, batch: int) -> tu
                 columns = ScoredColumns(ids, ["v0001"] * n, [0.01] * n, [0] * n, blobs)
                 c0, w0 = time.process_time(), time.perf_counter()
                 store.put_scored_columns(columns)
-                cpu.append(time.process_time() - c0)
-                wall.append(time.perf_counter() - w0)
+                batches.append((n, time.process_time() - c0, time.perf_counter() - w0))
         finally:
             store.close()
-    return cpu, wall
+    return batches
 
 
 def sample_records(schema: str, n: int) -> list[dict]:
@@ -64,8 +63,9 @@ def sample_records(schema: str, n: int) -> list[dict]:
              for f in fields} for _ in range(n)]
 
 
-def per_row_us(seconds: list[float], rows: int) -> float:
-    return sum(seconds) / rows * 1e6
+def per_row_us(batches: list[tuple[int, float, float]], column: int) -> float:
+    """Mean seconds per row of the batches, in us; column 1: CPU, 2: wall."""
+    return sum(b[column] for b in batches) / sum(b[0] for b in batches) * 1e6
 
 
 def main() -> None:
@@ -84,9 +84,8 @@ def main() -> None:
     results: dict[str, list[tuple[float, float, float]]] = {"sqlite defaults": [], "ours": []}
     for _ in range(args.repeat):
         for name, settings in (("sqlite defaults", SQLITE_DEFAULTS), ("ours", OURS)):
-            cpu, wall = write_all(settings, records, args.rows, args.batch)
-            tail_rows = sum(min(args.batch, args.rows - s) for s in range(0, args.rows, args.batch)[-tail_batches:])
-            row = (per_row_us(cpu, args.rows), per_row_us(wall, args.rows), per_row_us(cpu[-tail_batches:], tail_rows))
+            batches = write_all(settings, records, args.rows, args.batch)
+            row = (per_row_us(batches, 1), per_row_us(batches, 2), per_row_us(batches[-tail_batches:], 1))
             results[name].append(row)
             print(f"{name:16s} page {settings['page_size']:>6} B, cache {settings['cache_kib']:>6} KiB: "
                   f"CPU {row[0]:5.2f} us/row (last fifth {row[2]:5.2f}), wall {row[1]:5.2f} us/row")
