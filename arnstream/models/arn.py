@@ -454,8 +454,8 @@ class ARN(TorchDetector):
         """The averaged discriminator's decay at a step (it scores; training never reads it).
 
         `init` (before 2026-11-30) seeds the average with the random initial weights and decays
-        at a constant rate: they still made up 0.999^steps of it at the end, 45% after NSL-KDD's
-        ~790 steps. The others forget them at once and differ in how much the late steps
+        at a constant rate: they still made up 0.999^steps of it at the end, 32% after NSL-KDD's
+        ~1,140 steps. The others forget them at once and differ in how much the late steps
         count until ema_decay takes over: `mean` all steps alike, `half` in proportion to the
         step, `warmup` (TensorFlow's ExponentialMovingAverage num_updates rule) mostly the
         last tenth. docs/results.md, "The averaged discriminator"."""
