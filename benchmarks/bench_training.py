@@ -4,9 +4,11 @@ Both train the same ARNModule (same widths, same losses, batch 1024) on the same
 the same process. The baseline is what the paper's public code and most tutorials do:
 a DataLoader over a TensorDataset, a generator forward pass in the D step and another in
 the G step, real and generated rows through D separately, weight gradients of D computed
-in the G step and thrown away, a `.item()` per step for logging, torch's default threads.
+in the G step and thrown away, a `.item()` per step for logging, torch's nn.Dropout and
+default Adam, torch's default threads.
 Ours: batches sliced from one tensor, one generator pass per step, real and generated rows
-through D in one call, D frozen during the G step, losses read once per epoch, and the
+through D in one call, D frozen during the G step, losses read once per epoch, dropout
+masks from packed random bits and the fused Adam (arnstream/models/layers.py), and the
 configured thread count (runtime.threads, default 2).
 
     python benchmarks/bench_training.py [--dataset kddcup99-rev] [--rows 40000] [--epochs 2]
@@ -35,6 +37,7 @@ from arnstream.features import RecordEncoder  # noqa: E402
 from arnstream.features.columns import take  # noqa: E402
 from arnstream.models import ARN  # noqa: E402
 from arnstream.models.arn import gaussian_kl, noisy_labels  # noqa: E402
+from arnstream.models.layers import PackedDropout  # noqa: E402
 from arnstream.models.training import run_training  # noqa: E402
 
 
@@ -53,9 +56,22 @@ def fresh_arn(X: np.ndarray, groups, seed: int = 0, **params) -> ARN:
     return det
 
 
+def with_torch_dropout(module: torch.nn.Module) -> torch.nn.Module:
+    """The same module with torch's own nn.Dropout where ours has PackedDropout (no weights move)."""
+    for name, child in module.named_children():
+        if isinstance(child, PackedDropout):
+            setattr(module, name, torch.nn.Dropout(child.p))
+        else:
+            with_torch_dropout(child)
+    return module
+
+
 def plain_dataloader_epochs(det: ARN, X: np.ndarray, epochs: int) -> list[float]:
-    """The straightforward loop, with the same model, optimisers and loss terms."""
-    m = det.module_
+    """The straightforward loop: the same model and loss terms, torch's nn.Dropout and its
+    default Adam (a Python loop over the parameters on CPU)."""
+    m = with_torch_dropout(det.module_)
+    opt_d = torch.optim.Adam(m.discriminator.parameters(), lr=det.lr_d)
+    opt_g = torch.optim.Adam(m.generator_parameters(), lr=det.lr_g)
     loader = DataLoader(TensorDataset(torch.as_tensor(X)), batch_size=det.batch_size, shuffle=True)
     bce = torch.nn.BCELoss()
     times, step = [], 0
@@ -70,17 +86,17 @@ def plain_dataloader_epochs(det: ARN, X: np.ndarray, epochs: int) -> list[float]
             y_real = noisy_labels(0.0, n, step, 0.3, 0.3, det.label_decay, "cpu").expand_as(p_real)
             y_fake = noisy_labels(1.0, n, step, 0.3, 0.3, det.label_decay, "cpu").expand_as(p_fake)
             loss_d = bce(p_real, y_real) + bce(p_fake, y_fake)
-            det._opt_d.zero_grad()
+            opt_d.zero_grad()
             loss_d.backward()
-            det._opt_d.step()
+            opt_d.step()
             x_fake, mu, logvar = m(x, det.temperature(step))
             p_adv = torch.sigmoid(m.discriminate_each(x_fake))
             adv = bce(p_adv, torch.zeros_like(p_adv))
             loss_g = (det.adv_weight * adv + det.rec_weight * F.mse_loss(x_fake, x)
                       + det.kl_beta(step) * gaussian_kl(mu, logvar))
-            det._opt_g.zero_grad()
+            opt_g.zero_grad()
             loss_g.backward()
-            det._opt_g.step()
+            opt_g.step()
             _ = (loss_d.item(), loss_g.item())  # per-step logging
             step += 1
         times.append(time.perf_counter() - started)

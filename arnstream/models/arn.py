@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+from .layers import PackedDropout, adam
 from .torch_detector import TorchDetector
 from .training import EpochRecord, StepContext
 
@@ -47,8 +48,8 @@ def _discriminator_net(n_features: int, w: int, dropout: float, sn: bool) -> nn.
         _linear(w, 2 * w, sn), nn.LayerNorm(2 * w), nn.LeakyReLU(0.2),
         _linear(2 * w, 4 * w, sn), nn.LayerNorm(4 * w), nn.LeakyReLU(0.2),
         _linear(4 * w, w, sn), nn.LayerNorm(w), nn.ReLU(),
-        _linear(w, w // 2, sn), nn.LayerNorm(w // 2), nn.ReLU(), nn.Dropout(dropout),
-        _linear(w // 2, w // 4, sn), nn.ReLU(), nn.Dropout(dropout),
+        _linear(w, w // 2, sn), nn.LayerNorm(w // 2), nn.ReLU(), PackedDropout(dropout),
+        _linear(w // 2, w // 4, sn), nn.ReLU(), PackedDropout(dropout),
         _linear(w // 4, 1, sn),
     )
 
@@ -93,7 +94,7 @@ class ARNModule(nn.Module):
         self.to_logvar = nn.Linear(h, latent_dim)
         self.decoder = nn.Sequential(
             nn.Linear(latent_dim, h), nn.ReLU(),
-            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(), PackedDropout(dropout),
             nn.Linear(2 * h, n_features),
         )
         nets = [_discriminator_net(n_features, w, dropout, spectral_norm) for _ in range(discriminators)]
@@ -276,6 +277,8 @@ class ARN(TorchDetector):
                 raise ModelError(f"ARN {name} '{value}' is not one of {allowed}")
         if not (isinstance(discriminators, int) and discriminators >= 1):
             raise ModelError(f"ARN discriminators must be a positive integer, got {discriminators!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ModelError(f"ARN dropout must be in [0, 1), got {dropout!r}")
 
     @classmethod
     def params_from_artifact(cls, params):
@@ -310,10 +313,10 @@ class ARN(TorchDetector):
     def configure(self, module: ARNModule) -> None:
         self._kl = gaussian_kl if self.kl_form == "gaussian" else public_code_kl
         if self.objective == "elbo":
-            self._opt_joint = torch.optim.Adam(module.parameters(), lr=self.lr_g)
+            self._opt_joint = adam(module.parameters(), self.lr_g)
         else:
-            self._opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=self.lr_d)
-            self._opt_g = torch.optim.Adam(module.generator_parameters(), lr=self.lr_g)
+            self._opt_d = adam(module.discriminator.parameters(), self.lr_d)
+            self._opt_g = adam(module.generator_parameters(), self.lr_g)
         self._d_params = list(module.discriminator.parameters())
         self._ema = [p.detach().clone() for p in self._d_params] if self.ema_decay > 0 else None
         self._best = None

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ModelError
+from ..layers import PackedDropout, adam
 from ..torch_detector import TorchDetector
 from ..training import StepContext
 
@@ -19,7 +21,7 @@ class AutoEncoderModule(nn.Module):
             nn.Linear(2 * h, h), nn.LayerNorm(h), nn.LeakyReLU(0.2),
             nn.Linear(h, latent_dim),
             nn.Linear(latent_dim, h), nn.ReLU(),
-            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(), PackedDropout(dropout),
             nn.Linear(2 * h, n_features),
         )
 
@@ -41,6 +43,8 @@ class AutoEncoder(TorchDetector):
         self.lr = lr
         self.seed = seed
         self.device = device
+        if not 0.0 <= dropout < 1.0:
+            raise ModelError(f"ae dropout must be in [0, 1), got {dropout!r}")
 
     @classmethod
     def _unit_test_params(cls):
@@ -50,7 +54,7 @@ class AutoEncoder(TorchDetector):
         return AutoEncoderModule(n_features, self.hidden, self.latent_dim, self.dropout)
 
     def configure(self, module: nn.Module) -> None:
-        self._opt = torch.optim.Adam(module.parameters(), lr=self.lr)
+        self._opt = adam(module.parameters(), self.lr)
 
     def training_step(self, x: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         loss = F.mse_loss(self.module_(x), x)
