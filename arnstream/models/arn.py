@@ -43,13 +43,15 @@ def _linear(n_in: int, n_out: int, spectral: bool) -> nn.Module:
 
 
 def _discriminator_net(n_features: int, w: int, dropout: float, sn: bool) -> nn.Sequential:
+    # activations work in place here and in the generator: each follows a Linear or a LayerNorm,
+    # whose backward needs its input, not its output (same numbers, ~4% less time per step)
     return nn.Sequential(
-        _linear(n_features, w, sn), nn.LayerNorm(w), nn.LeakyReLU(0.2),
-        _linear(w, 2 * w, sn), nn.LayerNorm(2 * w), nn.LeakyReLU(0.2),
-        _linear(2 * w, 4 * w, sn), nn.LayerNorm(4 * w), nn.LeakyReLU(0.2),
-        _linear(4 * w, w, sn), nn.LayerNorm(w), nn.ReLU(),
-        _linear(w, w // 2, sn), nn.LayerNorm(w // 2), nn.ReLU(), PackedDropout(dropout),
-        _linear(w // 2, w // 4, sn), nn.ReLU(), PackedDropout(dropout),
+        _linear(n_features, w, sn), nn.LayerNorm(w), nn.LeakyReLU(0.2, inplace=True),
+        _linear(w, 2 * w, sn), nn.LayerNorm(2 * w), nn.LeakyReLU(0.2, inplace=True),
+        _linear(2 * w, 4 * w, sn), nn.LayerNorm(4 * w), nn.LeakyReLU(0.2, inplace=True),
+        _linear(4 * w, w, sn), nn.LayerNorm(w), nn.ReLU(inplace=True),
+        _linear(w, w // 2, sn), nn.LayerNorm(w // 2), nn.ReLU(inplace=True), PackedDropout(dropout),
+        _linear(w // 2, w // 4, sn), nn.ReLU(inplace=True), PackedDropout(dropout),
         _linear(w // 4, 1, sn),
     )
 
@@ -86,15 +88,15 @@ class ARNModule(nn.Module):
             numeric[a:b] = False
         self.register_buffer("numeric_mask", torch.as_tensor(numeric), persistent=False)
         self.encoder = nn.Sequential(
-            nn.Linear(n_features, 2 * h), nn.LayerNorm(2 * h), nn.LeakyReLU(0.2),
-            nn.Linear(2 * h, h), nn.LayerNorm(h), nn.LeakyReLU(0.2),
+            nn.Linear(n_features, 2 * h), nn.LayerNorm(2 * h), nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(2 * h, h), nn.LayerNorm(h), nn.LeakyReLU(0.2, inplace=True),
             nn.Linear(h, h),
         )
         self.to_mu = nn.Linear(h, latent_dim)
         self.to_logvar = nn.Linear(h, latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, h), nn.ReLU(),
-            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(), PackedDropout(dropout),
+            nn.Linear(latent_dim, h), nn.ReLU(inplace=True),
+            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(inplace=True), PackedDropout(dropout),
             nn.Linear(2 * h, n_features),
         )
         nets = [_discriminator_net(n_features, w, dropout, spectral_norm) for _ in range(discriminators)]

@@ -17,11 +17,11 @@ class AutoEncoderModule(nn.Module):
         super().__init__()
         h = hidden
         self.net = nn.Sequential(
-            nn.Linear(n_features, 2 * h), nn.LayerNorm(2 * h), nn.LeakyReLU(0.2),
-            nn.Linear(2 * h, h), nn.LayerNorm(h), nn.LeakyReLU(0.2),
+            nn.Linear(n_features, 2 * h), nn.LayerNorm(2 * h), nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(2 * h, h), nn.LayerNorm(h), nn.LeakyReLU(0.2, inplace=True),
             nn.Linear(h, latent_dim),
-            nn.Linear(latent_dim, h), nn.ReLU(),
-            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(), PackedDropout(dropout),
+            nn.Linear(latent_dim, h), nn.ReLU(inplace=True),
+            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.ReLU(inplace=True), PackedDropout(dropout),
             nn.Linear(2 * h, n_features),
         )
 
