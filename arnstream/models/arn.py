@@ -196,6 +196,7 @@ class ARN(TorchDetector):
         dropout: float = 0.2,
         spectral_norm: bool = False,
         discriminators: int = 4,
+        member_bagging: bool = False,
         output: str = "sigmoid",
         d_noise: float = 0.0,
         box_negatives: float = 0.25,
@@ -237,6 +238,7 @@ class ARN(TorchDetector):
         self.dropout = dropout
         self.spectral_norm = spectral_norm
         self.discriminators = discriminators
+        self.member_bagging = member_bagging
         self.output = output
         self.d_noise = d_noise
         self.box_negatives = box_negatives
@@ -387,6 +389,10 @@ class ARN(TorchDetector):
             weights = torch.ones_like(loss_d)
             weights[:, -len(x_a):] = self.weak_weight
             loss_d = loss_d * weights
+        if self.member_bagging:
+            # online bagging (Oza & Russell, 2001): each member weighs each row by its own
+            # Poisson(1) draw, a bootstrap resample per step, so members err less alike
+            loss_d = loss_d * torch.poisson(torch.ones_like(loss_d))
         loss_d = loss_d.mean()  # Adam normalises each member's gradient: the 1/K does not slow it
 
         if self.objective == "elbo":

@@ -308,3 +308,16 @@ def test_the_combined_score_is_batch_invariant_and_survives_save_and_load(synthe
     np.testing.assert_allclose(np.concatenate([det.score(X[i:i + 1]) for i in range(20)]), whole[:20], atol=1e-5)
     det.save(tmp_path / "m")
     np.testing.assert_allclose(Detector.load(tmp_path / "m").score(X), whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("bagging", [False, True])
+def test_member_bagging_gives_each_discriminator_its_own_resample(bagging):
+    det = ARN(discriminators=2, member_bagging=bagging, dropout=0.0, box_negatives=0.0, field_negatives=0.0,
+              lr_d=1e-3, device="cpu", seed=0)
+    det._start_training(9, GROUPS)
+    first, second = det.module_.discriminator.members
+    second.load_state_dict(first.state_dict())  # two identical members
+    torch.manual_seed(0)
+    det.training_step(torch.rand(64, 9), StepContext())
+    same = all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    assert same is not bagging  # identical data keeps them identical; a resample each sets them apart
