@@ -183,6 +183,13 @@ def noisy_labels(target: float, n: int, step: int, smooth: float, flip: float, d
     return y
 
 
+def _cycled(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The batch's first k rows; past its end, the batch again (negative shares above 1)."""
+    if k <= len(x):
+        return x[:k]
+    return x.repeat(-(-k // len(x)), 1)[:k]
+
+
 class ARN(TorchDetector):
     name = "arn"
 
@@ -283,6 +290,9 @@ class ARN(TorchDetector):
             raise ModelError(f"ARN discriminators must be a positive integer, got {discriminators!r}")
         if not 0.0 <= dropout < 1.0:
             raise ModelError(f"ARN dropout must be in [0, 1), got {dropout!r}")
+        for name in ("box_negatives", "mix_negatives", "field_negatives", "numeric_negatives"):
+            if not getattr(self, name) >= 0.0:  # a share of the batch; above 1 the batch's rows repeat
+                raise ModelError(f"ARN {name} must be a share >= 0 of the batch, got {getattr(self, name)!r}")
 
     @classmethod
     def params_from_artifact(cls, params):
@@ -438,9 +448,8 @@ class ARN(TorchDetector):
         """Real rows with a random `mix_fields` share of their fields taken from other rows:
         plausible values in implausible combinations, inside the data's box, where box
         negatives say nothing."""
-        k = min(k, len(x))
-        base = x[:k]
-        donor = x[torch.randperm(len(x), device=x.device)[:k]]
+        base = _cycled(x, k)
+        donor = _cycled(x[torch.randperm(len(x), device=x.device)], k)
         n_fields = int(self._field_of.max()) + 1
         take = torch.rand(k, n_fields, device=x.device) < self.mix_fields
         return torch.where(take[:, self._field_of], donor, base)
@@ -451,10 +460,9 @@ class ARN(TorchDetector):
         widened by field_margin): D must learn, field by field, which values normal
         traffic never takes (a rare service or flag), where the generator's variants and
         the box's far-off points teach it nothing."""
-        k = min(k, len(x))
         pick = torch.randint(*fields, (k, 1), device=x.device)
         values = self._box_samples(k, x.device, self.field_margin)
-        return torch.where(self._field_of == pick, values, x[:k])
+        return torch.where(self._field_of == pick, values, _cycled(x, k))
 
     def _instance_noise(self, x: torch.Tensor) -> torch.Tensor:
         """Gaussian noise on what D sees in training (never when scoring): blurs the fine

@@ -231,6 +231,23 @@ def test_one_field_off_negatives_change_exactly_one_field_of_a_real_row():
         assert torch.all(odd[:, a:b].sum(1) == 1)
 
 
+def test_negative_shares_above_one_reuse_the_batch_rows():
+    torch.manual_seed(0)
+    det = _configured_arn(field_kinds="all")
+    x = torch.rand(100, 9) * 0.1
+    for a, b in GROUPS:
+        x[:, a:b] = F.one_hot(torch.zeros(100, dtype=torch.long), b - a).float()
+    odd = det._one_field_off(x, 250, det._redraw_fields)  # a share of 2.5
+    assert odd.shape == (250, 9)
+    base = torch.cat([x, x, x[:50]])
+    fields = [[0], [1], [2, 3, 4], [5, 6], [7], [8]]
+    changed = torch.stack([(odd[:, f] != base[:, f]).any(1) for f in fields], 1)
+    assert torch.all(changed.sum(1) <= 1)  # row i is a copy of batch row i % 100, one field off
+    assert det._mixed_samples(x, 250).shape == (250, 9)
+    with pytest.raises(ModelError, match="field_negatives"):
+        ARN(field_negatives=-0.1)
+
+
 def test_an_artifact_from_before_the_ensemble_loads_as_it_was_trained(synthetic_problem, tmp_path):
     p = synthetic_problem
     det = ARN(epochs=1, batch_size=256, device="cpu", discriminators=1, d_width=128, field_negatives=0.0)
