@@ -151,6 +151,20 @@ class Producer:
                 raise BrokerError(f"send to {topic} failed: {exc}") from exc
         self._sent += 1
 
+    def send_many(self, topic, values, keys):
+        produce = self._producer.produce  # bound once: serve sends one score per record
+        for i, (value, key) in enumerate(zip(values, keys)):
+            try:
+                produce(topic, value, key)
+            except BufferError:  # local queue full: `send` waits for room, then goes on
+                self._sent += i
+                for value, key in zip(values[i:], keys[i:]):
+                    self.send(topic, value, key)
+                return
+            except (KafkaException, SystemError) as exc:
+                raise BrokerError(f"send to {topic} failed: {exc}") from exc
+        self._sent += len(values)
+
     def flush(self, timeout_s=30.0):
         deadline = time.monotonic() + timeout_s
         remaining = 1

@@ -152,6 +152,10 @@ class Producer:
         except KafkaError as exc:
             raise BrokerError(f"send to {topic} failed: {exc}") from exc
 
+    def send_many(self, topic, values, keys):
+        for value, key in zip(values, keys):
+            self.send(topic, value, key)
+
     def flush(self, timeout_s=30.0):
         pending, self._pending = self._pending, []
         try:

@@ -8,6 +8,7 @@ never automatically, so a batch's offsets are committed only after its output is
 from __future__ import annotations
 
 import logging
+from operator import attrgetter
 from typing import NamedTuple, Protocol
 
 from ..config import KafkaConfig
@@ -34,6 +35,9 @@ class Message(NamedTuple):
         return next((v for k, v in self.headers if k == name), None)
 
 
+_topic, _partition, _offset = attrgetter("topic"), attrgetter("partition"), attrgetter("offset")
+
+
 class Consumer(Protocol):
     def poll_batch(self, max_records: int, timeout_ms: int) -> list[Message]: ...
 
@@ -54,6 +58,9 @@ class Consumer(Protocol):
 class Producer(Protocol):
     def send(self, topic: str, value: bytes, key: bytes | None = None,
              headers: list[tuple[str, bytes]] | None = None) -> None: ...
+
+    def send_many(self, topic: str, values: list[bytes], keys: list[bytes | None]) -> None:
+        """`send` for each (value, key) pair, without headers: serve's scores, one per record."""
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait for every send; raise BrokerError if any was not acknowledged."""
@@ -138,12 +145,12 @@ def renew_producer(cfg: KafkaConfig, failed: Producer, stop, client_id: str) -> 
 
 
 def next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
-    """What to commit after `messages`: the next offset per (topic, partition)."""
-    out: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        out[key] = max(out.get(key, 0), m.offset + 1)
-    return out
+    """What to commit after `messages`: the next offset per (topic, partition), from the last
+    message of each partition. A poll returns each partition in offset order, so the last is
+    the highest; in a list that is not, an earlier offset is committed and records are read
+    again, never skipped. (C-level: a max() per message cost ~1 us of serve's main thread.)"""
+    last = dict(zip(zip(map(_topic, messages), map(_partition, messages)), map(_offset, messages)))
+    return {key: offset + 1 for key, offset in last.items()}
 
 
 def first_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:

@@ -244,6 +244,7 @@ class Service:
         try:
             for out in result.outputs:
                 self._producer.send(self._topics[out.topic_key], out.value, out.key, out.headers)
+            self._producer.send_many(self._topics["scores"], result.score_values, result.score_keys)
             self._producer.flush(self.cfg.serve.output_timeout_s)
         except BrokerError as exc:
             self.metrics.output_failures.inc()

@@ -65,3 +65,21 @@ def test_a_closed_producer_never_writes_under_an_id_the_broker_hands_out_again(c
         successor.close()
         written = _read_all(cfg, "after")
     assert {b"new-%d" % i for i in range(20)} <= set(written), written
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_send_many_writes_every_record_in_order_even_when_the_local_queue_fills(broker, client):
+    cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap, "kafka.client": client})
+    topic = f"many-{client}"
+    ensure_topics(cfg.kafka, [topic], partitions=1)
+    producer = open_producer(cfg.kafka)
+    if client == "confluent":  # a local queue of 50 records: send_many meets BufferError and waits for room
+        from confluent_kafka import Producer as LibrdkafkaProducer
+
+        producer._producer = LibrdkafkaProducer({"bootstrap.servers": broker.bootstrap, "queue.buffering.max.messages": 50,
+                                                 "linger.ms": 50})
+    values = [b"v%d" % i for i in range(2000)]
+    producer.send_many(topic, values, [b"k%d" % i for i in range(2000)])
+    producer.flush(30)
+    producer.close()
+    assert _read_all(cfg, topic) == values

@@ -34,8 +34,8 @@ def test_scores_alerts_and_ids(model):
     records, truth = FlowSimulator(seed=3, attacks=("synflood",), attack_fraction=0.3).batch(400)
     msgs = _messages([orjson.dumps(r) for r in records])
     result = score_messages(msgs, model, top_k=2)
-    scores = [orjson.loads(o.value) for o in result.outputs if o.topic_key == "scores"]
-    alerts = [orjson.loads(o.value) for o in result.outputs if o.topic_key == "alerts"]
+    scores = [orjson.loads(o.value) for o in result.all_outputs() if o.topic_key == "scores"]
+    alerts = [orjson.loads(o.value) for o in result.all_outputs() if o.topic_key == "alerts"]
     assert [d["id"] for d in scores] == [r["flow_id"] for r in records]
     assert result.n_scored == 400 and result.n_anomalies == len(alerts)
     assert all(d["model_version"] == "v0007" and len(d["top_features"]) == 2 for d in scores)
@@ -65,7 +65,7 @@ def test_bad_messages_become_dead_letters_with_reasons_and_original_bytes(model)
               orjson.dumps(broken, option=orjson.OPT_NON_STR_KEYS).replace(b"null", b"NaN")]
     msgs = _messages(values)
     result = score_messages(msgs, model)
-    dead = [o for o in result.outputs if o.topic_key == "deadletter"]
+    dead = [o for o in result.all_outputs() if o.topic_key == "deadletter"]
     by_offset = {int(dict(o.headers)[SOURCE_HEADER].decode().rsplit(":", 1)[1]): o for o in dead}
     assert sorted(by_offset) == [1, 2, 3, 4, 6]
     assert all(by_offset[i].value == values[i] for i in by_offset)
@@ -79,7 +79,7 @@ def test_bad_messages_become_dead_letters_with_reasons_and_original_bytes(model)
 def test_record_id_falls_back_to_the_kafka_position(model):
     rec, _ = FlowSimulator(seed=6).batch(1)
     rec = {k: v for k, v in rec[0].items() if k != "flow_id"}
-    out = score_messages([Message("live", 3, 42, orjson.dumps(rec))], model).outputs
+    out = score_messages([Message("live", 3, 42, orjson.dumps(rec))], model).all_outputs()
     assert orjson.loads(out[0].value)["id"] == "live:3:42"
 
 

@@ -5,6 +5,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from arnstream.errors import ConfigError
+from arnstream.stream.client import Message, next_offsets
 from arnstream.stream.serve import ScoreDriftMonitor, _observe_many
 from arnstream.stream.simulator import FlowSimulator, diurnal_rate
 from arnstream.stream.window import parse_time
@@ -38,6 +39,15 @@ def test_parse_time_accepts_epoch_and_iso():
     assert parse_time(None, "--to") is None
     with pytest.raises(ConfigError, match="--to"):
         parse_time("yesterday", "--to")
+
+
+def test_next_offsets_commit_past_each_partitions_last_message():
+    polled = [Message("live", p, o, b"{}") for p, o in ((0, 10), (1, 5), (0, 11), (1, 6), (1, 7), (0, 12))]
+    polled.append(Message("other", 0, 3, b"{}"))
+    assert next_offsets(polled) == {("live", 0): 13, ("live", 1): 8, ("other", 0): 4}
+    # a list that goes back (a re-read appended): the earlier position, so records are read again, never skipped
+    assert next_offsets(polled + [Message("live", 0, 4, b"{}")])[("live", 0)] == 5
+    assert next_offsets([]) == {}
 
 
 def test_batched_histogram_equals_per_value_observe():
