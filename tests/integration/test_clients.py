@@ -76,8 +76,8 @@ def test_send_many_writes_every_record_in_order_even_when_the_local_queue_fills(
     if client == "confluent":  # a local queue of 50 records: send_many meets BufferError and waits for room
         from confluent_kafka import Producer as LibrdkafkaProducer
 
-        producer._producer = LibrdkafkaProducer({"bootstrap.servers": broker.bootstrap, "queue.buffering.max.messages": 50,
-                                                 "linger.ms": 50})
+        producer._producer = LibrdkafkaProducer({"bootstrap.servers": broker.bootstrap,
+                                                 "queue.buffering.max.messages": 50, "linger.ms": 50})
     values = [b"v%d" % i for i in range(2000)]
     producer.send_many(topic, values, [b"k%d" % i for i in range(2000)])
     producer.flush(30)

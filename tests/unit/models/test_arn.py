@@ -187,6 +187,15 @@ def _configured_arn(**kw) -> ARN:
     return det
 
 
+def _near_zero_rows(n: int) -> torch.Tensor:
+    """Real rows near 0 with each one-hot group at its first category: a redrawn value almost
+    surely differs."""
+    x = torch.rand(n, 9) * 0.1
+    for a, b in GROUPS:
+        x[:, a:b] = F.one_hot(torch.zeros(n, dtype=torch.long), b - a).float()
+    return x
+
+
 def test_box_negatives_fill_the_widened_box_with_valid_one_hot_groups():
     torch.manual_seed(0)
     det = _configured_arn(box_margin=0.5)
@@ -217,9 +226,7 @@ def test_mixed_negatives_take_whole_fields_from_other_real_rows():
 def test_one_field_off_negatives_change_exactly_one_field_of_a_real_row():
     torch.manual_seed(0)
     det = _configured_arn(field_kinds="all")
-    x = torch.rand(400, 9) * 0.1  # real numerics near 0: a box value is almost surely different
-    for a, b in GROUPS:
-        x[:, a:b] = F.one_hot(torch.zeros(400, dtype=torch.long), b - a).float()
+    x = _near_zero_rows(400)
     odd = det._one_field_off(x, 300, det._redraw_fields)
     assert odd.shape == (300, 9)
     fields = [[0], [1], [2, 3, 4], [5, 6], [7], [8]]
@@ -234,9 +241,7 @@ def test_one_field_off_negatives_change_exactly_one_field_of_a_real_row():
 def test_negative_shares_above_one_reuse_the_batch_rows():
     torch.manual_seed(0)
     det = _configured_arn(field_kinds="all")
-    x = torch.rand(100, 9) * 0.1
-    for a, b in GROUPS:
-        x[:, a:b] = F.one_hot(torch.zeros(100, dtype=torch.long), b - a).float()
+    x = _near_zero_rows(100)
     odd = det._one_field_off(x, 250, det._redraw_fields)  # a share of 2.5
     assert odd.shape == (250, 9)
     base = torch.cat([x, x, x[:50]])
@@ -270,9 +275,7 @@ def test_an_artifact_from_before_the_ensemble_loads_as_it_was_trained(synthetic_
 def test_one_field_off_negatives_can_redraw_categorical_fields_only():
     torch.manual_seed(0)
     det = _configured_arn(field_kinds="categorical")
-    x = torch.rand(400, 9) * 0.1
-    for a, b in GROUPS:
-        x[:, a:b] = F.one_hot(torch.zeros(400, dtype=torch.long), b - a).float()
+    x = _near_zero_rows(400)
     odd = det._one_field_off(x, 400, det._redraw_fields)
     numeric = [0, 1, 7, 8]
     assert torch.equal(odd[:, numeric], x[:, numeric])
@@ -292,9 +295,7 @@ def test_categorical_field_negatives_are_skipped_when_there_is_no_categorical_fi
 def test_numeric_negatives_redraw_one_numeric_field_and_leave_categories_alone():
     torch.manual_seed(0)
     det = _configured_arn(numeric_negatives=0.25)
-    x = torch.rand(400, 9) * 0.1
-    for a, b in GROUPS:
-        x[:, a:b] = F.one_hot(torch.zeros(400, dtype=torch.long), b - a).float()
+    x = _near_zero_rows(400)
     odd = det._one_field_off(x, 400, det._numeric_fields)
     assert torch.equal(odd[:, 2:7], x[:, 2:7])
     changed = (odd != x)[:, [0, 1, 7, 8]]
