@@ -71,7 +71,11 @@ class KafkaConfig:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    extra: dict = field(default_factory=dict)  # verbatim client options (names of the client in use)
+    # verbatim client options (names of the client in use): `extra` for every client (admin,
+    # consumer, producer), the other two for one role; they override arnstream's tuning defaults
+    extra: dict = field(default_factory=dict)
+    consumer_extra: dict = field(default_factory=dict)
+    producer_extra: dict = field(default_factory=dict)
 
 
 @dataclass

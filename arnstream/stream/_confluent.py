@@ -13,10 +13,23 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..config import KafkaConfig
 from ..errors import BrokerError
-from .client import Message, check_compression
+from .client import Message, check_compression, with_extra
 
 log = logging.getLogger(__name__)
 _librdkafka_log = logging.getLogger("arnstream.stream.librdkafka")  # its lines go through logging
+
+# options arnstream sets itself: from its own config keys, or because "lose nothing" needs them
+_OWNED = {"bootstrap.servers": "set kafka.bootstrap_servers instead", "group.id": "set kafka.group instead",
+          "client.id": "arnstream names each client by its role",
+          "acks": "set kafka.acks instead", "compression.type": "set kafka.compression instead",
+          "linger.ms": "set kafka.linger_ms instead", "session.timeout.ms": "set kafka.session_timeout_ms instead",
+          "enable.auto.commit": "arnstream commits offsets itself, after the output is written",
+          "enable.auto.offset.store": "arnstream commits offsets itself, after the output is written",
+          "auto.offset.reset": "arnstream chooses where a new group starts reading",
+          "enable.idempotence": "follows kafka.acks (on with acks=all)",
+          "logger": "librdkafka's log goes through Python logging",
+          "error_cb": "arnstream watches for fatal producer errors",
+          "on_delivery": "arnstream counts failed deliveries before it commits"}
 
 
 def _base(cfg: KafkaConfig, client_id: str) -> dict:
@@ -27,7 +40,7 @@ def _base(cfg: KafkaConfig, client_id: str) -> dict:
                          ("ssl_certfile", "ssl.certificate.location"), ("ssl_keyfile", "ssl.key.location")):
         if getattr(cfg, ours) is not None:
             out[theirs] = getattr(cfg, ours)
-    return {**out, **cfg.extra}
+    return out
 
 
 def _check_reachable(client, cfg: KafkaConfig) -> None:
@@ -49,7 +62,7 @@ class Consumer:
                 "session.timeout.ms": cfg.session_timeout_ms,
                 "heartbeat.interval.ms": max(100, cfg.session_timeout_ms // 4),
                 "enable.partition.eof": False}
-        self._consumer = _Consumer(conf)
+        self._consumer = _Consumer(with_extra(conf, cfg, "consumer", _OWNED))
         _check_reachable(self._consumer, cfg)
         if partitions is not None:
             offset = -2 if from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
@@ -124,7 +137,8 @@ class Producer:
         self._fatal: str | None = None
         # the delivery callback set once here, not per produce(): keyword arguments and a
         # per-record callback reference cost ~1 us of the ~2 us a produce() takes
-        self._producer = _Producer({**conf, "error_cb": self._on_error, "on_delivery": self._on_delivery})
+        self._producer = _Producer({**with_extra(conf, cfg, "producer", _OWNED),
+                                    "error_cb": self._on_error, "on_delivery": self._on_delivery})
         self._errors: list[str] = []
         self._sent = 0
 
@@ -201,7 +215,7 @@ class Producer:
 
 
 def ensure_topics(cfg: KafkaConfig, names, partitions):
-    admin = AdminClient(_base(cfg, "arnstream-admin"))
+    admin = AdminClient(with_extra(_base(cfg, "arnstream-admin"), cfg, None, _OWNED))
     try:
         existing = set(admin.list_topics(timeout=10).topics)
     except KafkaException as exc:
@@ -218,7 +232,7 @@ def ensure_topics(cfg: KafkaConfig, names, partitions):
 
 
 def list_partitions(cfg: KafkaConfig, topic):
-    admin = AdminClient(_base(cfg, "arnstream-meta"))
+    admin = AdminClient(with_extra(_base(cfg, "arnstream-meta"), cfg, None, _OWNED))
     try:
         meta = admin.list_topics(topic, timeout=10)
     except KafkaException as exc:

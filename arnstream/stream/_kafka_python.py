@@ -11,7 +11,16 @@ from kafka.structs import OffsetAndMetadata
 
 from ..config import KafkaConfig
 from ..errors import BrokerError
-from .client import Message, check_compression
+from .client import Message, check_compression, with_extra
+
+# options arnstream sets itself: from its own config keys, or because "lose nothing" needs them
+_OWNED = {"bootstrap_servers": "set kafka.bootstrap_servers instead", "group_id": "set kafka.group instead",
+          "client_id": "arnstream names each client by its role",
+          "acks": "set kafka.acks instead", "compression_type": "set kafka.compression instead",
+          "linger_ms": "set kafka.linger_ms instead", "session_timeout_ms": "set kafka.session_timeout_ms instead",
+          "enable_auto_commit": "arnstream commits offsets itself, after the output is written",
+          "auto_offset_reset": "arnstream chooses where a new group starts reading",
+          "max_in_flight_requests_per_connection": "must stay 1: retries must not reorder a partition"}
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +32,13 @@ def _security(cfg: KafkaConfig) -> dict:
                          ("ssl_certfile", "ssl_certfile"), ("ssl_keyfile", "ssl_keyfile")):
         if getattr(cfg, ours) is not None:
             out[theirs] = getattr(cfg, ours)
-    return {**out, **cfg.extra}
+    return out
 
 
-def _connect(factory, cfg: KafkaConfig, **kwargs):
+def _connect(factory, cfg: KafkaConfig, role: str | None, **kwargs):
+    options = with_extra({**_security(cfg), **kwargs}, cfg, role, _OWNED)
     try:
-        return factory(bootstrap_servers=cfg.bootstrap_servers.split(","), **_security(cfg), **kwargs)
+        return factory(bootstrap_servers=cfg.bootstrap_servers.split(","), **options)
     except KafkaTimeoutError as exc:
         raise BrokerError(f"no Kafka broker reachable at {cfg.bootstrap_servers} "
                           f"(kafka.bootstrap_servers): {exc}") from exc
@@ -41,7 +51,7 @@ class Consumer:
                  client_id="arnstream"):
         session = cfg.session_timeout_ms
         self._consumer = _connect(
-            KafkaConsumer, cfg, group_id=group, client_id=client_id, enable_auto_commit=False,
+            KafkaConsumer, cfg, "consumer", group_id=group, client_id=client_id, enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
             session_timeout_ms=session, heartbeat_interval_ms=max(100, session // 4),
             max_partition_fetch_bytes=4 << 20, fetch_max_bytes=64 << 20,
@@ -139,7 +149,7 @@ class Consumer:
 class Producer:
     def __init__(self, cfg: KafkaConfig, client_id="arnstream"):
         self._producer = _connect(
-            KafkaProducer, cfg, client_id=client_id, acks=_acks(cfg.acks),
+            KafkaProducer, cfg, "producer", client_id=client_id, acks=_acks(cfg.acks),
             linger_ms=cfg.linger_ms, compression_type=check_compression(cfg),
             batch_size=1 << 20, max_request_size=16 << 20, retries=5,
             max_in_flight_requests_per_connection=1,  # retries must not reorder a partition
@@ -188,7 +198,7 @@ def _acks(value: str):
 
 
 def ensure_topics(cfg: KafkaConfig, names, partitions):
-    admin = _connect(KafkaAdminClient, cfg, client_id="arnstream-admin")
+    admin = _connect(KafkaAdminClient, cfg, None, client_id="arnstream-admin")
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
@@ -204,7 +214,7 @@ def ensure_topics(cfg: KafkaConfig, names, partitions):
 
 
 def list_partitions(cfg: KafkaConfig, topic):
-    consumer = _connect(KafkaConsumer, cfg, client_id="arnstream-meta")
+    consumer = _connect(KafkaConsumer, cfg, "consumer", client_id="arnstream-meta")
     try:
         parts = consumer.partitions_for_topic(topic)
         return sorted(parts or ())

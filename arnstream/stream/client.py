@@ -144,6 +144,23 @@ def renew_producer(cfg: KafkaConfig, failed: Producer, stop, client_id: str) -> 
     return None
 
 
+def with_extra(options: dict, cfg: KafkaConfig, role: str | None, owned: dict[str, str]) -> dict:
+    """A client's options with the user's verbatim ones on top (`kafka.extra`, then
+    `kafka.<role>_extra`): they override arnstream's tuning defaults (batch, queue and fetch
+    sizes). A key in `owned` (key -> why) is one arnstream sets itself, from its own config
+    or for at-least-once delivery, and is refused with its name."""
+    sources = [("kafka.extra", cfg.extra)]
+    if role is not None:
+        sources.append((f"kafka.{role}_extra", getattr(cfg, f"{role}_extra")))
+    merged = dict(options)
+    for where, extra in sources:
+        for key, value in (extra or {}).items():
+            if key in owned:
+                raise ConfigError(f"{where}.{key}", owned[key])
+            merged[key] = value
+    return merged
+
+
 def next_offsets(messages: list[Message]) -> dict[tuple[str, int], int]:
     """What to commit after `messages`: the next offset per (topic, partition), from the last
     message of each partition. A poll returns each partition in offset order, so the last is

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from arnstream.config import load_config
+from arnstream.errors import ConfigError
 from arnstream.stream.broker import EmbeddedBroker
 from arnstream.stream.client import BrokerError, ensure_topics, open_producer, open_reader
 
@@ -69,17 +70,27 @@ def test_a_closed_producer_never_writes_under_an_id_the_broker_hands_out_again(c
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_send_many_writes_every_record_in_order_even_when_the_local_queue_fills(broker, client):
-    cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap, "kafka.client": client})
+    # confluent with a local queue of 50 records (kafka.producer_extra): send_many meets
+    # BufferError and waits for room
+    tuning = {"queue.buffering.max.messages": 50} if client == "confluent" else {"batch_size": 4096}
+    cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap, "kafka.client": client,
+                                 "kafka.producer_extra": tuning})
     topic = f"many-{client}"
     ensure_topics(cfg.kafka, [topic], partitions=1)
     producer = open_producer(cfg.kafka)
-    if client == "confluent":  # a local queue of 50 records: send_many meets BufferError and waits for room
-        from confluent_kafka import Producer as LibrdkafkaProducer
-
-        producer._producer = LibrdkafkaProducer({"bootstrap.servers": broker.bootstrap,
-                                                 "queue.buffering.max.messages": 50, "linger.ms": 50})
+    if client == "kafka-python":  # the user's tuning replaced arnstream's default (1 MiB)
+        assert producer._producer.config["batch_size"] == 4096
     values = [b"v%d" % i for i in range(2000)]
     producer.send_many(topic, values, [b"k%d" % i for i in range(2000)])
     producer.flush(30)
     producer.close()
     assert _read_all(cfg, topic) == values
+
+
+@pytest.mark.parametrize("client,key", [("kafka-python", "enable_auto_commit"), ("kafka-python", "linger_ms"),
+                                        ("confluent", "enable.auto.commit"), ("confluent", "linger.ms")])
+def test_extra_options_that_arnstream_owns_are_refused_by_name(broker, client, key):
+    cfg = load_config(None, {}, {"kafka.bootstrap_servers": broker.bootstrap, "kafka.client": client,
+                                 "kafka.extra": {key: 5}})
+    with pytest.raises(ConfigError, match=f"kafka.extra.{key}"):
+        open_producer(cfg.kafka) if "linger" in key else open_reader(cfg.kafka, "any")
