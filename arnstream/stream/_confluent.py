@@ -13,23 +13,21 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ..config import KafkaConfig
 from ..errors import BrokerError
-from .client import Message, check_compression, with_extra
+from .client import OWNED_BECAUSE, Message, check_compression, with_extra
 
 log = logging.getLogger(__name__)
 _librdkafka_log = logging.getLogger("arnstream.stream.librdkafka")  # its lines go through logging
 
-# options arnstream sets itself: from its own config keys, or because "lose nothing" needs them
-_OWNED = {"bootstrap.servers": "set kafka.bootstrap_servers instead", "group.id": "set kafka.group instead",
-          "client.id": "arnstream names each client by its role",
-          "acks": "set kafka.acks instead", "compression.type": "set kafka.compression instead",
-          "linger.ms": "set kafka.linger_ms instead", "session.timeout.ms": "set kafka.session_timeout_ms instead",
-          "enable.auto.commit": "arnstream commits offsets itself, after the output is written",
-          "enable.auto.offset.store": "arnstream commits offsets itself, after the output is written",
-          "auto.offset.reset": "arnstream chooses where a new group starts reading",
-          "enable.idempotence": "follows kafka.acks (on with acks=all)",
-          "logger": "librdkafka's log goes through Python logging",
-          "error_cb": "arnstream watches for fatal producer errors",
-          "on_delivery": "arnstream counts failed deliveries before it commits"}
+# options arnstream sets itself; kafka.extra may not (client.with_extra)
+_OWNED = {name: OWNED_BECAUSE[why] for name, why in (
+    ("bootstrap.servers", "servers"), ("group.id", "group"), ("client.id", "client_id"), ("acks", "acks"),
+    ("compression.type", "compression"), ("linger.ms", "linger"), ("session.timeout.ms", "session"),
+    ("enable.auto.commit", "commits"), ("enable.auto.offset.store", "commits"),
+    ("auto.offset.reset", "offset_reset"))}
+_OWNED.update({"enable.idempotence": "follows kafka.acks (on with acks=all)",
+               "logger": "librdkafka's log goes through Python logging",
+               "error_cb": "arnstream watches for fatal producer errors",
+               "on_delivery": "arnstream counts failed deliveries before it commits"})
 
 
 def _base(cfg: KafkaConfig, client_id: str) -> dict:

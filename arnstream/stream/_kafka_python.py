@@ -11,16 +11,14 @@ from kafka.structs import OffsetAndMetadata
 
 from ..config import KafkaConfig
 from ..errors import BrokerError
-from .client import Message, check_compression, with_extra
+from .client import OWNED_BECAUSE, Message, check_compression, with_extra
 
-# options arnstream sets itself: from its own config keys, or because "lose nothing" needs them
-_OWNED = {"bootstrap_servers": "set kafka.bootstrap_servers instead", "group_id": "set kafka.group instead",
-          "client_id": "arnstream names each client by its role",
-          "acks": "set kafka.acks instead", "compression_type": "set kafka.compression instead",
-          "linger_ms": "set kafka.linger_ms instead", "session_timeout_ms": "set kafka.session_timeout_ms instead",
-          "enable_auto_commit": "arnstream commits offsets itself, after the output is written",
-          "auto_offset_reset": "arnstream chooses where a new group starts reading",
-          "max_in_flight_requests_per_connection": "must stay 1: retries must not reorder a partition"}
+# options arnstream sets itself; kafka.extra may not (client.with_extra)
+_OWNED = {name: OWNED_BECAUSE[why] for name, why in (
+    ("bootstrap_servers", "servers"), ("group_id", "group"), ("client_id", "client_id"), ("acks", "acks"),
+    ("compression_type", "compression"), ("linger_ms", "linger"), ("session_timeout_ms", "session"),
+    ("enable_auto_commit", "commits"), ("auto_offset_reset", "offset_reset"))}
+_OWNED["max_in_flight_requests_per_connection"] = "must stay 1: retries must not reorder a partition"
 
 log = logging.getLogger(__name__)
 

@@ -144,6 +144,18 @@ def renew_producer(cfg: KafkaConfig, failed: Producer, stop, client_id: str) -> 
     return None
 
 
+# why arnstream sets an option itself (from its own config key, or because "lose nothing"
+# needs it); each backend maps its client's option names onto these
+OWNED_BECAUSE = {
+    "servers": "set kafka.bootstrap_servers instead", "group": "set kafka.group instead",
+    "client_id": "arnstream names each client by its role", "acks": "set kafka.acks instead",
+    "compression": "set kafka.compression instead", "linger": "set kafka.linger_ms instead",
+    "session": "set kafka.session_timeout_ms instead",
+    "commits": "arnstream commits offsets itself, after the output is written",
+    "offset_reset": "arnstream chooses where a new group starts reading",
+}
+
+
 def with_extra(options: dict, cfg: KafkaConfig, role: str | None, owned: dict[str, str]) -> dict:
     """A client's options with the user's verbatim ones on top (`kafka.extra`, then
     `kafka.<role>_extra`): they override arnstream's tuning defaults (batch, queue and fetch
