@@ -1,6 +1,7 @@
 """One contract suite for every detector preset (river's `checks` habit)."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -52,12 +53,16 @@ def test_a_records_score_does_not_depend_on_its_batch(name, fitted, synthetic_pr
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)
-def test_the_serving_scorer_gives_the_same_scores_as_score(name, fitted, synthetic_problem):
+def test_the_serving_scorer_gives_the_same_scores_as_score(name, fitted, synthetic_problem, caplog):
     # serve scores with it (traced TorchScript for torch models): no number may move
     X = synthetic_problem["X_test"][:300]
     det = fitted[name]
-    serving = det.serving_scorer()
+    with caplog.at_level(logging.WARNING):
+        serving = det.serving_scorer()
+    assert "cannot trace" not in caplog.text  # a torch model serves from its graph, not eagerly
     np.testing.assert_allclose(serving(X), det.score(X), rtol=1e-6, atol=1e-6)
+    many = np.tile(X, (9, 1))  # 2,700 rows: the graph scores them in chunks of SCORE_BATCH
+    np.testing.assert_allclose(serving(many), det.score(many), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(serving(X[:1]), det.score(X[:1]), rtol=1e-6, atol=1e-6)
     assert serving(X[:0]).shape == (0,)
 
