@@ -224,10 +224,12 @@ class RecordEncoder:
             if missing:
                 raise SchemaError(f"columns missing for schema '{self.schema.name}': {missing}")
             return {n: data[n] for n in names}, {}
-        not_records = {
-            i: (None, f"record is not an object (got {type(r).__name__})")
-            for i, r in enumerate(data) if not isinstance(r, Mapping)
-        }
+        not_records = {}
+        if set(map(type, data)) - {dict}:  # JSON objects decode to dicts: one C-level pass over the usual batch
+            not_records = {
+                i: (None, f"record is not an object (got {type(r).__name__})")
+                for i, r in enumerate(data) if not isinstance(r, Mapping)  # (an ABC check: ~0.5 us a row)
+            }
         return records_to_columns(data, names), not_records
 
     def _check_fitted(self) -> None:
