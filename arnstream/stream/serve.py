@@ -13,7 +13,8 @@ nothing of N+1 is written before that, so a crash duplicates at most one batch. 
 fails, N and N+1 are both re-read. While a batch waits to be written, a poll waits at most
 IN_FLIGHT_POLL_MS, so an idle stream does not hold back its last batch. (Building the output
 records on the scorer thread measured no faster; committing N only after the next poll, so
-that its store write overlaps that poll, measured 10% slower: more CPU per record.)
+that its store write overlaps that poll, measured 10% slower: more CPU per record; also
+flushing N's output only then measured no faster: docs/streaming.md.)
 
 With `feedback.enabled`, every scored record is written to the feedback store by a writer
 thread while the batch's output is produced, and the offsets are committed only after both
