@@ -192,7 +192,8 @@ def result_of(decoded: DecodedBatch, scores: np.ndarray, top_k: int = 3,
     # serve's hot path: comprehensions and C-level maps over plain lists, no numpy scalars
     threshold, version = model.threshold, model.version
     rows, score_list, flag_list = decoded.encoded.rows.tolist(), scores.tolist(), alerts.tolist()
-    scored = [messages[i] for i in map(decoded.kept.__getitem__, rows)]
+    # rows and kept are increasing: when every message was scored, both map i to i
+    scored = messages if len(rows) == len(messages) else [messages[i] for i in map(decoded.kept.__getitem__, rows)]
     sources = [f"{m.topic}:{m.partition}:{m.offset}" for m in scored]
     if model.id_field is None:
         ids = sources
