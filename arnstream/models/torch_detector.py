@@ -121,20 +121,24 @@ class TorchDetector(Detector):
     def _map_batches(self, fn, X: np.ndarray) -> list:
         """fn over X in eval mode, SCORE_BATCH rows at a time; one result per batch."""
         self.module_.eval()
-        step = SCORE_BATCH.get(self.device_.type, SCORE_BATCH["cuda"])
+        step = self._score_chunk()
         return [fn(torch.as_tensor(X[start : start + step], device=self.device_))
                 for start in range(0, len(X), step)]
 
-    def _score(self, X: np.ndarray, score_batch=None) -> np.ndarray:
-        out = [b.float().cpu().numpy() for b in self._map_batches(score_batch or self.score_batch, X)]
+    def _score_chunk(self) -> int:
+        return SCORE_BATCH.get(self.device_.type, SCORE_BATCH["cuda"])
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        out = [b.float().cpu().numpy() for b in self._map_batches(self.score_batch, X)]
         return np.concatenate(out) if out else np.zeros(0)
 
     def serving_scorer(self) -> Callable[[np.ndarray], np.ndarray]:
-        """`score` as one traced, frozen TorchScript graph: the same numbers (tests compare),
-        but the graph runs from end to end without Python's GIL. Eager torch takes the GIL back
-        between ops, so a thread scoring beside busy Python crawls: measured here, a 5,000-row
-        batch of the 4x64 discriminator ran 1.1 times a second eager against 11.5 traced while
-        the main thread decoded. Serve scores each batch that way while writing the last one."""
+        """`score` as one frozen TorchScript graph (the traced model in a scripted chunk loop):
+        the same numbers (tests compare), but the graph runs from end to end without Python's
+        GIL. Eager torch takes the GIL back between ops, so a thread scoring beside busy Python
+        crawls: measured here, a 5,000-row batch of the 4x64 discriminator ran 1.1 times a second
+        eager against 11.5 traced while the main thread decoded. Serve scores each batch that way
+        while writing the last one."""
         self._check_fitted()
         self.module_.eval()
         example = torch.zeros(2, self.n_features_in_, device=self.device_)
@@ -144,8 +148,7 @@ class TorchDetector(Detector):
                 # successors (torch.compile, torch.export) run op by op under the GIL
                 warnings.simplefilter("ignore", DeprecationWarning)
                 traced = torch.jit.trace(_ScoreBatch(self).eval(), example, check_trace=False)
-                step = SCORE_BATCH.get(self.device_.type, SCORE_BATCH["cuda"])
-                graph = torch.jit.freeze(torch.jit.script(_InChunks(traced, step).eval()))
+                graph = torch.jit.freeze(torch.jit.script(_InChunks(traced, self._score_chunk()).eval()))
         except (AttributeError, RuntimeError) as exc:
             log.warning("cannot trace %s for serving (%s); scoring eagerly", type(self).__name__, exc)
             return self.score
