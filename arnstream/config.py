@@ -124,7 +124,8 @@ class RetrainConfig:
     normal_window: int = 50_000  # most recent unflagged records used as training normals
     gate_fraction: float = 0.3  # share of labels (by record id) kept out of training for the gate
     auc_tolerance: float = 0.01  # candidate AUC / AUPRC may trail the current model by this much
-    fpr_tolerance: float = 0.005  # extra alert rate on recent unflagged traffic the candidate may add
+    fpr_tolerance: float = 0.005  # false-positive rate on declared-normal records above max(current, target)
+    max_new_alert_rate: float = 0.02  # most of the recent traffic the current model let pass it may alert on
     min_alert_recall: float = 0.9  # share of the current model's recent alerts the candidate must still raise
     weak_weight: float = 5.0  # loss weight of labelled anomalies (eq. 4)
     confirmed_normal_repeat: int = 10  # analyst-confirmed normals count this many times

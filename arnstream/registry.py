@@ -1,6 +1,7 @@
 """The model registry: a directory of versioned artifacts with atomic promotion.
 
-    <dir>/versions/v0001/      a detector artifact (models/serialization.py) + card.json
+    <dir>/versions/v0001/      a detector artifact (models/serialization.py) + card.json, and
+                               reference.jsonl.gz: declared-normal records (see add)
     <dir>/CURRENT              the promoted version's name, replaced atomically
     <dir>/history.jsonl        every promotion and rollback, one JSON object per line
 
@@ -10,16 +11,21 @@ Writers build a version in a temporary directory and rename it into place, so a 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from .errors import ArtifactError
 
+REFERENCE_FILE = "reference.jsonl.gz"
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 
@@ -43,13 +49,22 @@ class Registry:
         return self.root / "versions"
 
     # ------------------------------------------------------------------ write
-    def add(self, detector, *, encoder_state: dict, metadata: dict, card: dict) -> str:
-        """Save a fitted detector as the next version (not promoted) and return its name."""
+    def add(self, detector, *, encoder_state: dict, metadata: dict, card: dict,
+            reference: Sequence[dict] = ()) -> str:
+        """Save a fitted detector as the next version (not promoted) and return its name.
+
+        reference: records known to be normal that the detector did not train on (a held-out
+        share of a window declared normal), kept with the version so that a retrained
+        candidate can be calibrated and checked on clean traffic (feedback/retrain.py).
+        """
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.versions_dir))
         try:
             detector.save(staging / "artifact", encoder_state=encoder_state, metadata=metadata)
             (staging / "card.json").write_text(json.dumps({**card, "created": time.time()}, indent=1))
+            if reference:
+                with gzip.open(staging / REFERENCE_FILE, "wb") as fh:
+                    fh.writelines(orjson.dumps(r) + b"\n" for r in reference)
             while True:  # two trainers may race for a number: the rename decides
                 name = f"v{self._last_number() + 1:04d}"
                 try:
@@ -133,6 +148,17 @@ class Registry:
         from .models.serialization import load_detector
 
         return load_detector(self.artifact_path(name))
+
+    def reference(self, name: str) -> list[dict]:
+        """The version's declared-normal reference records, in stored order ([] if it has none)."""
+        path = self._require(name) / REFERENCE_FILE
+        if not path.exists():
+            return []
+        try:
+            with gzip.open(path, "rb") as fh:
+                return [orjson.loads(line) for line in fh if line.strip()]
+        except (OSError, EOFError, orjson.JSONDecodeError) as exc:
+            raise ArtifactError(f"{path}: unreadable reference records ({exc})") from exc
 
     def history(self) -> list[dict]:
         try:

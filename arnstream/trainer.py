@@ -27,6 +27,7 @@ from .schema import FlowSchema
 log = logging.getLogger(__name__)
 
 MIN_RECORDS = 200
+REFERENCE_MAX = 10_000  # declared-normal records kept per version (two shares of HELD_OUT_MAX in retraining)
 
 
 @dataclass
@@ -46,7 +47,8 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
                      promote: bool = True, progress: Callable | None = None,
                      anomalies: Sequence[dict] = (), derived: bool = False,
                      card_extra: dict | None = None, warm_start=None,
-                     calibration: Sequence[dict] | None = None) -> TrainResult:
+                     calibration: Sequence[dict] | None = None,
+                     reference: Sequence[dict] | None = None) -> TrainResult:
     """Fit encoder + detector on `records` (normal traffic) and register the result.
 
     anomalies: analyst-labelled anomalous records, used as eq. 4 prescribes (the encoder is
@@ -57,6 +59,10 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
     `params` applied to it; without it, a fresh encoder and model.
     calibration: held-out normal records chosen by the caller (needs derived=True); the
     threshold is calibrated on them and no random share of `records` is held out.
+    reference: the declared-normal records the version keeps (Registry.add; at most
+    REFERENCE_MAX). By default the held-out share when `records` are declared normal (no
+    `calibration`), and none when the caller chose the calibration records (retraining
+    passes the model in use's reference on).
     """
     started = time.monotonic()
     if derived:
@@ -107,7 +113,10 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
             "target_fpr": cfg.training.target_fpr, "holdout_fpr": holdout_fpr,
             "labelled_anomalies": int(len(X_anom)), "seconds": round(time.monotonic() - started, 2),
             **(card_extra or {})}
-    version = registry.add(detector, encoder_state=encoder.to_dict(), metadata=metadata, card=card)
+    if reference is None:
+        reference = [held[i] for i in held_batch.rows] if calibration is None else ()
+    version = registry.add(detector, encoder_state=encoder.to_dict(), metadata=metadata, card=card,
+                           reference=list(reference)[:REFERENCE_MAX])
     if promote:
         registry.promote(version)
     return TrainResult(version, promote, len(X), len(X_hold), n_rejected, threshold, holdout_fpr,

@@ -4,18 +4,23 @@ Both models score the same held-out evidence, each through its own encoder:
 - labelled feedback the candidate did not train on: held-out analyst anomalies (positives)
   against held-out analyst normals plus a held-out sample of recent unflagged traffic
   (negatives): AUC and AUPRC;
-- the recent unflagged sample alone: the share each model would alert on at its own
-  threshold. The model in use raised no alert on those records when it scored them, so
-  for the candidate this is the extra alert rate it would add. It cannot tell a new true
-  detection from a false alarm (an attack nobody labelled looks like traffic here), which is
-  why it is a tolerance on alert volume rather than a strict zero;
+- declared-normal reference records neither model trained on nor the candidate was
+  calibrated on (the model in use's reference, feedback/retrain.py): the false-positive
+  rate of each at its own threshold. Without reference records, the recent unflagged
+  sample stands in for them (it holds every attack nobody labelled: a weaker check);
+- the recent unflagged sample: the share the candidate would alert on. The model in use
+  raised no alert on those records, so this is the alert volume the candidate adds, true
+  detections of attacks nobody labelled and false alarms alike: an alert budget
+  (`max_new_alert_rate`), not a false-positive rate;
 - the recent alerts of the model in use that no analyst labelled (never training data):
   the share the candidate still raises. Labels teach what was missed; this catches a
   candidate that learned it and forgot what the current model already caught (measured:
   a short retraining that lifted beacon AUC dropped brute-force AUC to 0.07).
 
 The candidate passes when neither AUC nor AUPRC trails the current model's by more than
-`auc_tolerance`, its alert rate stays within `max(current, target_fpr) + fpr_tolerance`,
+`auc_tolerance`, its false-positive rate stays within `max(current, target_fpr) +
+fpr_tolerance`, it adds alerts on at most `max_new_alert_rate` of the recent traffic (both
+rates: unless the evidence shows them above the limit with 95% confidence, clearly_above),
 and it raises at least `min_alert_recall` of the recent alerts (checked from
 MIN_ALERTS_FOR_RECALL alerts on).
 """
@@ -42,6 +47,7 @@ class GateReport:
     candidate: dict  # auc, auprc, alert_rate, alert_recall
     current: dict | None  # None when no model is in use
     n_alerts: int = 0
+    n_reference: int = 0  # declared-normal records the false-positive rate was measured on (0: recent stood in)
     reasons: list[str] = field(default_factory=list)  # why it failed; empty when it passed
 
     def as_dict(self) -> dict:
@@ -49,11 +55,12 @@ class GateReport:
 
     def summary(self) -> str:
         def fmt(m):
-            return (f"AUC {m['auc']:.4f} AUPRC {m['auprc']:.4f} alert rate {m['alert_rate']:.4f} "
-                    f"recent alerts kept {m['alert_recall']:.3f}" if m else "none")
+            return (f"AUC {m['auc']:.4f} AUPRC {m['auprc']:.4f} FPR {m['fpr']:.4f} "
+                    f"new alerts {m['alert_rate']:.4f} recent alerts kept {m['alert_recall']:.3f}" if m else "none")
+        fpr_on = f"{self.n_reference} reference normals" if self.n_reference else "recent traffic, no reference"
         return (f"candidate {fmt(self.candidate)}; current {fmt(self.current)} "
                 f"({self.n_positive} held-out anomalies, {self.n_negative} negatives, {self.n_recent} recent, "
-                f"{self.n_alerts} recent alerts)")
+                f"{self.n_alerts} recent alerts; FPR on {fpr_on})")
 
 
 def score_records(artifact, records: Sequence[dict]) -> np.ndarray:
@@ -71,14 +78,17 @@ def score_records(artifact, records: Sequence[dict]) -> np.ndarray:
 
 def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[dict],
              recent: Sequence[dict], *, auc_tolerance: float, fpr_tolerance: float,
-             target_fpr: float, alerts: Sequence[dict] = (), min_alert_recall: float = 0.0) -> GateReport:
+             target_fpr: float, max_new_alert_rate: float = 1.0, alerts: Sequence[dict] = (),
+             min_alert_recall: float = 0.0, reference: Sequence[dict] = ()) -> GateReport:
     """candidate/current: loaded artifacts (current may be None). negatives exclude `recent`;
-    alerts: recent records the current model flagged (unlabelled)."""
+    alerts: recent records the current model flagged (unlabelled); reference: declared-normal
+    records neither model trained on nor the candidate was calibrated on."""
     kind = np.r_[np.ones(len(positives)), np.zeros(len(negatives)), np.full(len(recent), -1)]  # -1: recent
     records = [*positives, *negatives, *recent]
     models = {"candidate": candidate, "current": current}
     scores = {name: score_records(a, records) for name, a in models.items() if a is not None}
     alert_scores = {name: score_records(a, alerts) for name, a in models.items() if a is not None}
+    reference_scores = {name: score_records(a, reference) for name, a in models.items() if a is not None}
     usable = np.logical_and.reduce([~np.isnan(s) for s in scores.values()])  # rows both models scored
     kind = kind[usable]
     is_positive = kind == 1
@@ -92,8 +102,8 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
             m = {"auc": float("nan"), "auprc": float("nan")}
         threshold = models[name].detector.threshold_
         m["alert_rate"] = float((s[is_recent] > threshold).mean()) if is_recent.any() else 0.0
-        kept = alert_scores[name][~np.isnan(alert_scores[name])] > threshold
-        m["alert_recall"] = float(kept.mean()) if len(kept) else float("nan")
+        m["alert_recall"] = _share_above(alert_scores[name], threshold)
+        m["fpr"] = _share_above(reference_scores[name], threshold) if len(reference) else m["alert_rate"]
         return m
 
     c = metrics("candidate")
@@ -105,11 +115,37 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
         for name in ("auc", "auprc"):
             if c[name] < k[name] - auc_tolerance:
                 reasons.append(f"{name.upper()} {c[name]:.4f} < current {k[name]:.4f} - {auc_tolerance}")
-    limit = max(k["alert_rate"] if k else 0.0, target_fpr) + fpr_tolerance
-    if c["alert_rate"] > limit:
-        reasons.append(f"alert rate on recent unflagged traffic {c['alert_rate']:.4f} > {limit:.4f}")
+    limit = max(k["fpr"] if k and not np.isnan(k["fpr"]) else 0.0, target_fpr) + fpr_tolerance
+    n_fpr = len(reference) if len(reference) else int(is_recent.sum())
+    if np.isnan(c["fpr"]):
+        reasons.append("no reference record could be scored: no false-positive rate to check")
+    elif clearly_above(c["fpr"], n_fpr, limit):
+        on = f"{len(reference)} reference normals" if len(reference) else "recent unflagged traffic"
+        reasons.append(f"false-positive rate on {on} {c['fpr']:.4f} > {limit:.4f}")
+    if clearly_above(c["alert_rate"], int(is_recent.sum()), max_new_alert_rate):
+        reasons.append(f"alerts on {c['alert_rate']:.4f} of the recent traffic the current model let pass "
+                       f"> {max_new_alert_rate} (retrain.max_new_alert_rate)")
     if len(alerts) >= MIN_ALERTS_FOR_RECALL and c["alert_recall"] < min_alert_recall:
         reasons.append(f"raises {c['alert_recall']:.3f} of the current model's {len(alerts)} recent alerts "
                        f"< {min_alert_recall}")
     return GateReport(not reasons, int(is_positive.sum()), int((~is_positive).sum()), int(is_recent.sum()),
-                      c, k, n_alerts=len(alerts), reasons=reasons)
+                      c, k, n_alerts=len(alerts), n_reference=len(reference), reasons=reasons)
+
+
+def clearly_above(share: float, n: int, limit: float, z: float = 1.645) -> bool:
+    """Is a share measured on n records above `limit` with 95% confidence (Wilson's one-sided
+    lower bound)? A rate near 0.001 measured on a few hundred records is one or two
+    records: a plain comparison would reject a sound candidate for one unlucky record
+    (about one time in four at 300 reference records)."""
+    if n <= 0:
+        return False
+    z2 = z * z
+    centre = share + z2 / (2 * n)
+    spread = z * np.sqrt(share * (1 - share) / n + z2 / (4 * n * n))
+    return bool((centre - spread) / (1 + z2 / n) > limit)
+
+
+def _share_above(scores: np.ndarray, threshold: float) -> float:
+    """The share of the scored (non-NaN) records above the threshold; NaN when none scored."""
+    scored = scores[~np.isnan(scores)]
+    return float((scored > threshold).mean()) if len(scored) else float("nan")

@@ -7,8 +7,15 @@ anomalies, which the detector uses as eq. 4 prescribes (weighted by `weak_weight
 
 Labels are split by record id into training and gate shares (in hash order: see
 split_labels). Recent traffic is split too, by record-id hash (split_recent): a share for
-the gate, a share the candidate's alert threshold is calibrated on, the rest trains. The
-gate also judges with the model's recent unlabelled alerts (which never train anything).
+the gate, the rest trains. The candidate's alert threshold is calibrated on half of the
+model in use's declared-normal reference records (kept with each version since a window
+declared normal trained its ancestor: Registry.add), and the gate measures false positives
+on the other half. Not on recent traffic: that holds every attack nobody labelled, above
+all unlabelled instances of the very class the labels teach, and a 0.1% quantile of it lands
+among them (measured: a candidate ranking every attack at AUC 0.999-1.000 alerted on none;
+docs/feedback.md). Only a model in use without reference records (or none at all) has its
+candidate calibrated on a recent share instead. The gate also judges with the model's
+recent unlabelled alerts (which never train anything).
 The candidate is registered unpromoted, the gate (gate.py) decides, and the decision with
 its numbers goes to the log, the registry's history and the caller (which counts it in
 `arnstream_retrain_total{outcome}`).
@@ -28,13 +35,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..config import Config
 from ..errors import ArnstreamError
 from ..features import RecordEncoder
 from ..registry import Registry
 from ..schema import FlowSchema
 from ..trainer import alerting_params, model_param_names, train_on_records
-from .gate import GateReport, run_gate
+from .gate import GateReport, run_gate, score_records
 from .store import FeedbackStore, LabelledRecord
 
 log = logging.getLogger(__name__)
@@ -43,6 +52,9 @@ LOCK_FILE = ".retrain.lock"
 LAST_RETRAIN = "last_retrain_at"
 HELD_OUT_EVERY = 5  # one recent record in five (by id hash) goes to the gate, one to calibration
 HELD_OUT_MAX = 5000  # per held-out share
+CLEAR_NORMAL_QUANTILE = 0.99  # training normals: recent records the model in use scores below this
+# quantile of its scores on the reference (suspects near its threshold, e.g. missed floods, do not train)
+MIN_REFERENCE = 100  # fewer reference records than this (two halves of 50) cannot place a threshold
 
 
 class RetrainCancelled(ArnstreamError):
@@ -120,33 +132,48 @@ def split_labels(labelled: list[LabelledRecord], gate_fraction: float) -> tuple[
     return train, gate
 
 
-def split_recent(recent: list[tuple[str, dict]], normal_window: int) -> tuple[list, list, list]:
+def split_recent(recent: list[tuple[str, dict]], normal_window: int,
+                 calibrate: bool = True) -> tuple[list, list, list]:
     """(gate, calibration, training) shares of recent unflagged (record id, record) pairs,
     newest first; each share is returned in record-id hash order.
 
     A record's share follows from a hash of its id (one in HELD_OUT_EVERY to the gate, one to
-    threshold calibration, up to HELD_OUT_MAX each, beyond which they train; the rest train,
-    at most `normal_window`), not from its position: the shares, and so the candidate, do not
-    depend on the order in which partitions happened to reach the store (measured: split by
-    position, five runs of the integration test on the same traffic gave fresh-traffic rates
-    of either 0.0000-0.0001 or 0.0055-0.0056, as its two partitions happened to interleave),
+    threshold calibration unless `calibrate` is false, up to HELD_OUT_MAX each, beyond which
+    they train; the rest train, at most `normal_window`), not from its position: the shares,
+    and so the candidate, do not depend on the order in which partitions happened to reach
+    the store (measured: split by position, five runs of the integration test on the same
+    traffic gave fresh-traffic rates of either 0.0000-0.0001 or 0.0055-0.0056, as its two
+    partitions happened to interleave),
     and a record held out once stays held out when the next retraining's window overlaps.
-    The calibration share is recent traffic only (no repeated confirmed normals) and large:
-    the threshold sits at the 1 - target_fpr quantile, which a few hundred rows cannot place
-    (measured: with a random 10% of ~6,400 the rate on fresh traffic reached 0.0093 against
-    a 0.001 target; docs/feedback.md).
+    The calibration share (used only when the model in use keeps no reference records) is
+    recent traffic only (no repeated confirmed normals) and large: the threshold sits at the
+    1 - target_fpr quantile, which a few hundred rows cannot place (measured: with a random
+    10% of ~6,400 the rate on fresh traffic reached 0.0093 against a 0.001 target;
+    docs/feedback.md).
     """
     shares: tuple[list, list, list] = ([], [], [])
     caps = (HELD_OUT_MAX, HELD_OUT_MAX, normal_window)
     for record_id, record in recent:
         h = _unit_hash(record_id)
         slot = min(int(h * HELD_OUT_EVERY), 2)  # 0 gate, 1 calibration, 2.. training
+        if slot == 1 and not calibrate:
+            slot = 2
         if slot < 2 and len(shares[slot]) >= caps[slot]:
             slot = 2  # a full held-out share: the record trains
         if len(shares[slot]) < caps[slot]:
             shares[slot].append((h, record))
     gate, calibration, train = ([record for _, record in sorted(share, key=lambda x: x[0])] for share in shares)
     return gate, calibration, train
+
+
+def _clearly_normal(current, records: list[dict], reference: list[dict]) -> tuple[list[dict], int]:
+    """The records the model in use scores below its CLEAR_NORMAL_QUANTILE on clean reference
+    traffic, and how many were left out. Unflagged is not normal: an attack the model in use
+    scored just under its threshold would otherwise train the candidate to call it normal."""
+    cut = float(np.nanquantile(score_records(current, reference), CLEAR_NORMAL_QUANTILE))
+    scores = score_records(current, records)
+    keep = [r for r, s in zip(records, scores) if s <= cut]  # NaN (unreadable for it) left out too
+    return keep, len(records) - len(keep)
 
 
 def _unit_hash(text: str) -> float:
@@ -196,12 +223,31 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
         train_labels = [LabelledRecord(x.record_id, 1 - x.y, x.record, x.received_at) for x in train_labels]
     anomalies = [x.record for x in train_labels if x.y == 1]
     confirmed = [x.record for x in train_labels if x.y == 0]
-    # enough for normal_window training rows once two of every five go to the held-out shares
-    wanted = min(r.normal_window * HELD_OUT_EVERY // (HELD_OUT_EVERY - 2), r.normal_window + 2 * HELD_OUT_MAX)
-    gate_recent, calibration, train_recent = split_recent(store.recent_unflagged(wanted), r.normal_window)
+    reference = registry.reference(current_name) if current_name else []
+    calibrate_on_recent = len(reference) < MIN_REFERENCE
+    if calibrate_on_recent:
+        log.warning("model %s keeps %d declared-normal reference records (fewer than %d): the candidate's "
+                    "threshold is calibrated on recent unflagged traffic, which holds the attacks nobody "
+                    "labelled; train a model on a normal window (`arnstream train`) to fix that",
+                    current_name, len(reference), MIN_REFERENCE)
+        reference = []
+    held_out = 2 if calibrate_on_recent else 1  # recent shares held out of training: gate (+ calibration)
+    # enough for normal_window training rows once the held-out shares are taken
+    wanted = min(r.normal_window * HELD_OUT_EVERY // (HELD_OUT_EVERY - held_out),
+                 r.normal_window + held_out * HELD_OUT_MAX)
+    gate_recent, calibration, train_recent = split_recent(store.recent_unflagged(wanted), r.normal_window,
+                                                          calibrate=calibrate_on_recent)
+    # a stable split of the stored order: every generation calibrates on one half, checks on the other
+    gate_reference = reference[1::2]
+    calibration = calibration or reference[0::2]
+    n_suspect = 0
+    if reference and current is not None:
+        train_recent, n_suspect = _clearly_normal(current, train_recent, reference)
     gate_alerts = [record for _, record in store.recent_flagged(HELD_OUT_MAX)]  # never train: all judge
-    counts = {"recent_normals": len(train_recent), "calibration_normals": len(calibration),
-              "confirmed_normals": len(confirmed),
+    counts = {"recent_normals": len(train_recent), "suspect_normals_left_out": n_suspect,
+              "calibration_normals": len(calibration),
+              "calibrated_on": "recent" if calibrate_on_recent else "reference",
+              "gate_reference": len(gate_reference), "confirmed_normals": len(confirmed),
               "labelled_anomalies": len(anomalies), "gate_anomalies": sum(x.y for x in gate_labels),
               "gate_normals": sum(1 - x.y for x in gate_labels), "gate_recent": len(gate_recent),
               "gate_alerts": len(gate_alerts)}
@@ -220,7 +266,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
     params.update(r.params)
     result = train_on_records(train_recent + confirmed * r.confirmed_normal_repeat, schema, cfg, params,
                               registry=registry, seed=seed, promote=False, progress=progress,
-                              anomalies=anomalies, derived=True, calibration=calibration,
+                              anomalies=anomalies, derived=True, calibration=calibration, reference=reference,
                               # a second copy: training it must not change the `current` the gate judges by
                               warm_start=registry.load(current_name) if r.warm_start and current else None,
                               source={"kind": "feedback", "trigger": trigger, **counts},
@@ -229,8 +275,8 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
     report = run_gate(candidate, current, [x.record for x in gate_labels if x.y == 1],
                       [x.record for x in gate_labels if x.y == 0], gate_recent,
                       auc_tolerance=r.auc_tolerance, fpr_tolerance=r.fpr_tolerance,
-                      target_fpr=cfg.training.target_fpr, alerts=gate_alerts,
-                      min_alert_recall=r.min_alert_recall)
+                      target_fpr=cfg.training.target_fpr, max_new_alert_rate=r.max_new_alert_rate,
+                      alerts=gate_alerts, min_alert_recall=r.min_alert_recall, reference=gate_reference)
     base.candidate, base.gate = result.version, report
     if report.passed:
         registry.promote(result.version)

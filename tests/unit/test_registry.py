@@ -65,3 +65,15 @@ def test_a_tampered_version_is_refused(tmp_path, fitted):
     envelope.write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
         reg.load(v)
+
+
+def test_a_version_keeps_its_reference_records_in_order_and_a_damaged_file_is_named(tmp_path, fitted):
+    det, enc = fitted
+    reg = Registry(tmp_path)
+    records = [{"i": i, "proto": "tcp", "bytes": 1.5 * i} for i in range(300)]
+    with_reference = reg.add(det, encoder_state=enc, metadata={}, card={}, reference=records)
+    without = reg.add(det, encoder_state=enc, metadata={}, card={})
+    assert reg.reference(with_reference) == records and reg.reference(without) == []
+    (reg.versions_dir / with_reference / "reference.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(ArtifactError, match="reference.jsonl.gz: unreadable reference records"):
+        reg.reference(with_reference)

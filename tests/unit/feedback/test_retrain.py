@@ -5,10 +5,10 @@ import pytest
 from arnstream.config import load_config
 from arnstream.features import RecordEncoder
 from arnstream.feedback import FeedbackStore, make_label, retrain, retrain_due
-from arnstream.feedback.gate import run_gate
-from arnstream.feedback.retrain import HELD_OUT_MAX, RetrainLock, split_labels, split_recent
+from arnstream.feedback.gate import clearly_above, run_gate, score_records
+from arnstream.feedback.retrain import HELD_OUT_MAX, RetrainLock, _clearly_normal, split_labels, split_recent
 from arnstream.feedback.store import LabelledRecord
-from arnstream.registry import Registry
+from arnstream.registry import REFERENCE_FILE, Registry
 from arnstream.schema import FlowSchema
 from arnstream.stream.simulator import FlowSimulator
 from arnstream.trainer import train_on_records
@@ -118,10 +118,54 @@ def test_a_candidate_is_registered_gated_and_the_decision_kept_in_history(served
     assert event["candidate"] == "v0002" and event["gate"]["candidate"]["auc"] == outcome.gate.candidate["auc"]
     card = registry.list()[-1].card
     assert card["retrained_from"] == first
-    # the threshold is calibrated on the held-out share of recent traffic, none of which trained
-    assert card["holdout_rows"] == outcome.counts["calibration_normals"] > 0
+    # the threshold is calibrated on half the first model's declared-normal reference records,
+    # which the candidate keeps; the gate measures false positives on the other half
+    reference = registry.reference(first)
+    assert 250 < len(reference) < 350, "the held-out 10% of 3,000 declared-normal records"
+    assert registry.reference("v0002") == reference and outcome.counts["calibrated_on"] == "reference"
+    assert card["holdout_rows"] == outcome.counts["calibration_normals"] == len(reference[0::2])
+    assert outcome.gate.n_reference == outcome.counts["gate_reference"] == len(reference[1::2])
     assert card["training_rows"] == outcome.counts["recent_normals"] + 10 * outcome.counts["confirmed_normals"]
     assert (registry.current() == "v0002") == (outcome.outcome == "promoted")
+
+
+def _fresh_scan_recall_and_fpr(artifact) -> tuple[float, float]:
+    fresh, kinds = FlowSimulator(seed=7, attacks=("scan",), attack_fraction=0.1, prefix="fresh").batch(10000)
+    is_scan = np.array(kinds) == "scan"
+    alerts = score_records(artifact, fresh) > artifact.detector.threshold_
+    return float(alerts[is_scan].mean()), float(alerts[~is_scan].mean())
+
+
+@pytest.mark.parametrize("reference_kept", [True, False])
+def test_unlabelled_attacks_in_recent_traffic_do_not_lift_the_candidates_threshold(served, reference_kept, caplog):
+    """5% of the stored traffic is scans, 10 of them labelled. Calibrated on recent traffic,
+    the candidate's 0.1% quantile lands among the unlabelled scans and it alerts on almost
+    none (measured 0.05); calibrated on the reference it catches nearly all (0.95)."""
+    cfg, store, first, live, truth = served
+    registry = Registry(cfg.registry.dir)
+    if not reference_kept:  # a model trained before versions kept reference records
+        (registry.versions_dir / first / REFERENCE_FILE).unlink()
+    for r in [r for r, t in zip(live, truth) if t == "scan"][:10]:
+        store.add_label(make_label(r["flow_id"], "anomaly", "ana"))
+    outcome = retrain(cfg, store, registry)
+    recall, fpr = _fresh_scan_recall_and_fpr(registry.load(outcome.candidate))
+    if reference_kept:
+        assert outcome.counts["calibrated_on"] == "reference" and recall > 0.8 and fpr < 0.01
+    else:
+        assert outcome.counts["calibrated_on"] == "recent" and recall < 0.3
+        assert "calibrated on recent unflagged traffic" in caplog.text
+        assert registry.reference(outcome.candidate) == [], "recent traffic is not declared normal"
+
+
+def test_records_the_model_in_use_finds_suspect_do_not_train_as_normal(served):
+    cfg, _, first, live, truth = served
+    registry = Registry(cfg.registry.dir)
+    keep, n_left_out = _clearly_normal(registry.load(first), live, registry.reference(first))
+    kinds = np.array(truth)
+    kept = {r["flow_id"] for r in keep}
+    kept_share = {k: np.mean([r["flow_id"] in kept for r, t in zip(live, kinds) if t == k]) for k in ("scan", "normal")}
+    assert kept_share["scan"] < 0.05 and kept_share["normal"] > 0.97, kept_share
+    assert n_left_out == len(live) - len(keep)
 
 
 def _clean_and_contaminated(tmp_path, attack: str):
@@ -143,6 +187,33 @@ def test_the_gate_rejects_a_candidate_that_ranks_labelled_anomalies_worse(tmp_pa
     assert not report.passed and any("AUC" in r for r in report.reasons)
     assert report.candidate["auc"] < report.current["auc"]
     assert run_gate(good, good, positives, negatives[:50], negatives[50:], **kwargs).passed
+
+
+def test_the_gate_measures_false_positives_on_reference_records_and_caps_new_alerts(tmp_path):
+    good, _ = _clean_and_contaminated(tmp_path, "scan")
+    probe, truth = FlowSimulator(seed=3, attacks=("scan",), attack_fraction=0.2, prefix="probe").batch(3000)
+    positives = [r for r, t in zip(probe, truth) if t == "scan"][:20]
+    negatives = [r for r, t in zip(probe, truth) if t == "normal"]
+    reference, _ = FlowSimulator(seed=4, prefix="reference").batch(1000)
+    trigger_happy = Registry(tmp_path / "registry").load("v0001")  # the same model, alerting on 5% of normals
+    trigger_happy.detector.threshold_ = float(np.quantile(score_records(trigger_happy, reference), 0.95))
+    kwargs = dict(auc_tolerance=0.01, target_fpr=0.001, reference=reference)
+    report = run_gate(trigger_happy, good, positives, negatives[:50], negatives[50:], fpr_tolerance=0.005, **kwargs)
+    assert report.n_reference == 1000 and report.candidate["fpr"] > 0.04 > 0.01 > report.current["fpr"]
+    assert [r for r in report.reasons if r.startswith("false-positive rate on 1000 reference normals")]
+    report = run_gate(trigger_happy, good, positives, negatives[:50], negatives[50:], fpr_tolerance=1.0,
+                      max_new_alert_rate=0.02, **kwargs)
+    assert [r for r in report.reasons if "retrain.max_new_alert_rate" in r] and len(report.reasons) == 1
+    assert run_gate(good, good, positives, negatives[:50], negatives[50:], fpr_tolerance=0.005,
+                    max_new_alert_rate=0.02, **kwargs).passed
+
+
+def test_a_rate_fails_only_when_the_evidence_puts_it_above_the_limit():
+    assert not clearly_above(1 / 300, 300, 0.006)  # one unlucky record of 300
+    assert not clearly_above(2 / 300, 300, 0.006)
+    assert clearly_above(10 / 300, 300, 0.006)
+    assert clearly_above(0.03, 5000, 0.02) and not clearly_above(0.021, 5000, 0.02)
+    assert not clearly_above(0.5, 0, 0.006), "no evidence, no verdict"
 
 
 def test_a_retraining_cancelled_between_epochs_registers_nothing(served):
