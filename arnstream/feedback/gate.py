@@ -2,12 +2,14 @@
 
 Both models score the same held-out evidence, each through its own encoder:
 - labelled feedback the candidate did not train on: held-out analyst anomalies (positives)
-  against held-out analyst normals plus a held-out sample of recent unflagged traffic
-  (negatives): AUC and AUPRC;
-- declared-normal reference records neither model trained on nor the candidate was
-  calibrated on (the model in use's reference, feedback/retrain.py): the false-positive
-  rate of each at its own threshold. Without reference records, the recent unflagged
-  sample stands in for them (it holds every attack nobody labelled: a weaker check);
+  against held-out analyst normals plus the reference records below, or without those a
+  held-out sample of recent unflagged traffic (negatives): AUC and AUPRC;
+- declared-normal reference records neither model trained on, the ones both thresholds
+  were calibrated on (the model in use's reference, feedback/retrain.py): the
+  false-positive rate each model's calibration gives out of sample, cross-fitted
+  (cross_fitted_fpr), or its rate at its own threshold if that is higher (a threshold not
+  calibrated on them). Without reference records, the recent unflagged sample stands in,
+  at each model's own threshold (it holds every attack nobody labelled: a weaker check);
 - the recent unflagged sample: the share the candidate would alert on. The model in use
   raised no alert on those records, so this is the alert volume the candidate adds, true
   detections of attacks nobody labelled and false alarms alike: an alert budget
@@ -47,7 +49,7 @@ class GateReport:
     candidate: dict  # auc, auprc, alert_rate, alert_recall
     current: dict | None  # None when no model is in use
     n_alerts: int = 0
-    n_reference: int = 0  # declared-normal records the false-positive rate was measured on (0: recent stood in)
+    n_reference: int = 0  # declared-normal records the false-positive rate was cross-fitted on (0: recent stood in)
     reasons: list[str] = field(default_factory=list)  # why it failed; empty when it passed
 
     def as_dict(self) -> dict:
@@ -57,7 +59,8 @@ class GateReport:
         def fmt(m):
             return (f"AUC {m['auc']:.4f} AUPRC {m['auprc']:.4f} FPR {m['fpr']:.4f} "
                     f"new alerts {m['alert_rate']:.4f} recent alerts kept {m['alert_recall']:.3f}" if m else "none")
-        fpr_on = f"{self.n_reference} reference normals" if self.n_reference else "recent traffic, no reference"
+        fpr_on = (f"{self.n_reference} reference normals, cross-fitted" if self.n_reference
+                  else "recent traffic, no reference")
         return (f"candidate {fmt(self.candidate)}; current {fmt(self.current)} "
                 f"({self.n_positive} held-out anomalies, {self.n_negative} negatives, {self.n_recent} recent, "
                 f"{self.n_alerts} recent alerts; FPR on {fpr_on})")
@@ -81,29 +84,36 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
              target_fpr: float, max_new_alert_rate: float = 1.0, alerts: Sequence[dict] = (),
              min_alert_recall: float = 0.0, reference: Sequence[dict] = ()) -> GateReport:
     """candidate/current: loaded artifacts (current may be None). negatives exclude `recent`;
-    alerts: recent records the current model flagged (unlabelled); reference: declared-normal
-    records neither model trained on nor the candidate was calibrated on."""
-    kind = np.r_[np.ones(len(positives)), np.zeros(len(negatives)), np.full(len(recent), -1)]  # -1: recent
-    records = [*positives, *negatives, *recent]
+    alerts: recent records the current model flagged (unlabelled); reference: the
+    declared-normal records both models' thresholds were calibrated on."""
+    # 1: held-out anomaly, 0: held-out labelled normal, 2: reference record, -1: recent unflagged
+    kind = np.r_[np.ones(len(positives)), np.zeros(len(negatives)), np.full(len(reference), 2),
+                 np.full(len(recent), -1)]
+    records = [*positives, *negatives, *reference, *recent]
     models = {"candidate": candidate, "current": current}
     scores = {name: score_records(a, records) for name, a in models.items() if a is not None}
     alert_scores = {name: score_records(a, alerts) for name, a in models.items() if a is not None}
-    reference_scores = {name: score_records(a, reference) for name, a in models.items() if a is not None}
     usable = np.logical_and.reduce([~np.isnan(s) for s in scores.values()])  # rows both models scored
     kind = kind[usable]
-    is_positive = kind == 1
-    is_recent = kind == -1
+    is_positive, is_reference, is_recent = kind == 1, kind == 2, kind == -1
+    # ranked against clean normals where there are any: recent traffic holds unlabelled attacks,
+    # and a candidate that learned to rank them high would be counted wrong for it
+    ranked = is_positive | (kind == 0) | (is_reference if is_reference.any() else is_recent)
 
     def metrics(name: str) -> dict:
         s = scores[name][usable]
-        if is_positive.any() and not is_positive.all():
-            m = detection_metrics(is_positive, s)  # held-out anomalies against everything else
+        if is_positive.any() and (ranked & ~is_positive).any():
+            m = detection_metrics(is_positive[ranked], s[ranked])
         else:
             m = {"auc": float("nan"), "auprc": float("nan")}
         threshold = models[name].detector.threshold_
         m["alert_rate"] = float((s[is_recent] > threshold).mean()) if is_recent.any() else 0.0
         m["alert_recall"] = _share_above(alert_scores[name], threshold)
-        m["fpr"] = _share_above(reference_scores[name], threshold) if len(reference) else m["alert_rate"]
+        if is_reference.any():  # a threshold not placed as calibrate would place it shows at its own rate
+            m["fpr"] = max(float((s[is_reference] > threshold).mean()),
+                           cross_fitted_fpr(s[is_reference], target_fpr))
+        else:
+            m["fpr"] = m["alert_rate"]
         return m
 
     c = metrics("candidate")
@@ -116,11 +126,12 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
             if c[name] < k[name] - auc_tolerance:
                 reasons.append(f"{name.upper()} {c[name]:.4f} < current {k[name]:.4f} - {auc_tolerance}")
     limit = max(k["fpr"] if k and not np.isnan(k["fpr"]) else 0.0, target_fpr) + fpr_tolerance
-    n_fpr = len(reference) if len(reference) else int(is_recent.sum())
-    if np.isnan(c["fpr"]):
+    n_reference = int(is_reference.sum())
+    n_fpr = n_reference or int(is_recent.sum())
+    if len(reference) and not n_reference:
         reasons.append("no reference record could be scored: no false-positive rate to check")
     elif clearly_above(c["fpr"], n_fpr, limit):
-        on = f"{len(reference)} reference normals" if len(reference) else "recent unflagged traffic"
+        on = f"{n_reference} reference normals" if n_reference else "recent unflagged traffic"
         reasons.append(f"false-positive rate on {on} {c['fpr']:.4f} > {limit:.4f}")
     if clearly_above(c["alert_rate"], int(is_recent.sum()), max_new_alert_rate):
         reasons.append(f"alerts on {c['alert_rate']:.4f} of the recent traffic the current model let pass "
@@ -128,8 +139,22 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
     if len(alerts) >= MIN_ALERTS_FOR_RECALL and c["alert_recall"] < min_alert_recall:
         reasons.append(f"raises {c['alert_recall']:.3f} of the current model's {len(alerts)} recent alerts "
                        f"< {min_alert_recall}")
-    return GateReport(not reasons, int(is_positive.sum()), int((~is_positive).sum()), int(is_recent.sum()),
-                      c, k, n_alerts=len(alerts), n_reference=len(reference), reasons=reasons)
+    return GateReport(not reasons, int(is_positive.sum()), int((ranked & ~is_positive).sum()),
+                      int(is_recent.sum()), c, k, n_alerts=len(alerts), n_reference=n_reference, reasons=reasons)
+
+
+def cross_fitted_fpr(normal_scores: np.ndarray, target_fpr: float) -> float:
+    """The false-positive rate of a threshold calibrated on half of these normal scores
+    (the 1 - target_fpr quantile, as `calibrate` places it) on the other half, averaged both
+    ways. The thresholds in use were calibrated on all of them, so their own rate there is
+    zero by construction; this is the out-of-sample estimate (for half as many records, so
+    on the safe side). NaN when fewer than two scored."""
+    scored = normal_scores[~np.isnan(normal_scores)]
+    halves = scored[0::2], scored[1::2]
+    if not len(halves[1]):
+        return float("nan")
+    rates = [(b > np.quantile(a, 1.0 - target_fpr, method="higher")).mean() for a, b in (halves, halves[::-1])]
+    return float(np.mean(rates))
 
 
 def clearly_above(share: float, n: int, limit: float, z: float = 1.645) -> bool:

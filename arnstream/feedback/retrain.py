@@ -1,21 +1,23 @@
 """Retraining with analyst feedback: build the training set, train a candidate, gate it.
 
 Training set: the most recent records the serving model did not flag and no analyst
-labelled (`retrain.normal_window`), plus analyst-confirmed normals (false positives, the
-most valuable normals: counted `confirmed_normal_repeat` times), plus the labelled
-anomalies, which the detector uses as eq. 4 prescribes (weighted by `weak_weight`).
+labelled (`retrain.normal_window`), less those it found suspect (_clearly_normal), plus
+analyst-confirmed normals (false positives, the most valuable normals: counted
+`confirmed_normal_repeat` times), plus the labelled anomalies, which the detector uses as
+eq. 4 prescribes (weighted by `weak_weight`).
 
 Labels are split by record id into training and gate shares (in hash order: see
 split_labels). Recent traffic is split too, by record-id hash (split_recent): a share for
-the gate, the rest trains. The candidate's alert threshold is calibrated on half of the
-model in use's declared-normal reference records (kept with each version since a window
-declared normal trained its ancestor: Registry.add), and the gate measures false positives
-on the other half. Not on recent traffic: that holds every attack nobody labelled, above
-all unlabelled instances of the very class the labels teach, and a 0.1% quantile of it lands
-among them (measured: a candidate ranking every attack at AUC 0.999-1.000 alerted on none;
-docs/feedback.md). Only a model in use without reference records (or none at all) has its
-candidate calibrated on a recent share instead. The gate also judges with the model's
-recent unlabelled alerts (which never train anything).
+the gate, the rest trains. The candidate's alert threshold is calibrated on the model in
+use's declared-normal reference records (kept with each version since a window declared
+normal trained its ancestor: Registry.add), and the gate cross-fits the false-positive
+rate that calibration gives on them (gate.cross_fitted_fpr). Not on recent traffic: that
+holds every attack nobody labelled, above all unlabelled instances of the very class the
+labels teach, and a 0.1% quantile of it lands among them (measured: a candidate ranking
+every attack at AUC 0.999-1.000 alerted on none; docs/feedback.md). Only a model in use
+without reference records (or none at all) has its candidate calibrated on a share of
+recent traffic instead. The gate also judges with the model's recent unlabelled alerts
+(which never train anything).
 The candidate is registered unpromoted, the gate (gate.py) decides, and the decision with
 its numbers goes to the log, the registry's history and the caller (which counts it in
 `arnstream_retrain_total{outcome}`).
@@ -50,11 +52,12 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = ".retrain.lock"
 LAST_RETRAIN = "last_retrain_at"
-HELD_OUT_EVERY = 5  # one recent record in five (by id hash) goes to the gate, one to calibration
+HELD_OUT_EVERY = 5  # one recent record in five (by id hash) goes to the gate (one more to calibration
+# when the model in use keeps no reference records)
 HELD_OUT_MAX = 5000  # per held-out share
 CLEAR_NORMAL_QUANTILE = 0.99  # training normals: recent records the model in use scores below this
 # quantile of its scores on the reference (suspects near its threshold, e.g. missed floods, do not train)
-MIN_REFERENCE = 100  # fewer reference records than this (two halves of 50) cannot place a threshold
+MIN_REFERENCE = 100  # fewer reference records than this cannot place a threshold
 
 
 class RetrainCancelled(ArnstreamError):
@@ -143,8 +146,8 @@ def split_recent(recent: list[tuple[str, dict]], normal_window: int,
     and so the candidate, do not depend on the order in which partitions happened to reach
     the store (measured: split by position, five runs of the integration test on the same
     traffic gave fresh-traffic rates of either 0.0000-0.0001 or 0.0055-0.0056, as its two
-    partitions happened to interleave),
-    and a record held out once stays held out when the next retraining's window overlaps.
+    partitions happened to interleave), and a record held out once stays held out when the
+    next retraining's window overlaps.
     The calibration share (used only when the model in use keeps no reference records) is
     recent traffic only (no repeated confirmed normals) and large: the threshold sits at the
     1 - target_fpr quantile, which a few hundred rows cannot place (measured: with a random
@@ -229,7 +232,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
         log.warning("model %s keeps %d declared-normal reference records (fewer than %d): the candidate's "
                     "threshold is calibrated on recent unflagged traffic, which holds the attacks nobody "
                     "labelled; train a model on a normal window (`arnstream train`) to fix that",
-                    current_name, len(reference), MIN_REFERENCE)
+                    current_name or "(none in use)", len(reference), MIN_REFERENCE)
         reference = []
     held_out = 2 if calibrate_on_recent else 1  # recent shares held out of training: gate (+ calibration)
     # enough for normal_window training rows once the held-out shares are taken
@@ -237,17 +240,15 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
                  r.normal_window + held_out * HELD_OUT_MAX)
     gate_recent, calibration, train_recent = split_recent(store.recent_unflagged(wanted), r.normal_window,
                                                           calibrate=calibrate_on_recent)
-    # a stable split of the stored order: every generation calibrates on one half, checks on the other
-    gate_reference = reference[1::2]
-    calibration = calibration or reference[0::2]
+    calibration = calibration or reference
     n_suspect = 0
-    if reference and current is not None:
+    if reference:
         train_recent, n_suspect = _clearly_normal(current, train_recent, reference)
     gate_alerts = [record for _, record in store.recent_flagged(HELD_OUT_MAX)]  # never train: all judge
     counts = {"recent_normals": len(train_recent), "suspect_normals_left_out": n_suspect,
               "calibration_normals": len(calibration),
               "calibrated_on": "recent" if calibrate_on_recent else "reference",
-              "gate_reference": len(gate_reference), "confirmed_normals": len(confirmed),
+              "confirmed_normals": len(confirmed),
               "labelled_anomalies": len(anomalies), "gate_anomalies": sum(x.y for x in gate_labels),
               "gate_normals": sum(1 - x.y for x in gate_labels), "gate_recent": len(gate_recent),
               "gate_alerts": len(gate_alerts)}
@@ -276,7 +277,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
                       [x.record for x in gate_labels if x.y == 0], gate_recent,
                       auc_tolerance=r.auc_tolerance, fpr_tolerance=r.fpr_tolerance,
                       target_fpr=cfg.training.target_fpr, max_new_alert_rate=r.max_new_alert_rate,
-                      alerts=gate_alerts, min_alert_recall=r.min_alert_recall, reference=gate_reference)
+                      alerts=gate_alerts, min_alert_recall=r.min_alert_recall, reference=reference)
     base.candidate, base.gate = result.version, report
     if report.passed:
         registry.promote(result.version)

@@ -218,7 +218,7 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
             server.shutdown()
     outcomes = service.feedback.outcomes if service.feedback is not None else []
     _summary(truth, scored, alerted, dead[0], malformed[0], address, time.monotonic() - started)
-    _feedback_summary(truth, scored, version_of, outcomes)
+    _feedback_summary(truth, scored, alerted, version_of, outcomes)
     return 130 if interrupted else 0
 
 
@@ -253,7 +253,7 @@ def _analyst(cfg: Config, n_labels: int, truth: dict, scored: dict, alerted: set
          f"{cfg.retrain.after_labels} labels")
 
 
-def _feedback_summary(truth: dict, scored: dict, version_of: dict, outcomes: list) -> None:
+def _feedback_summary(truth: dict, scored: dict, alerted: set, version_of: dict, outcomes: list) -> None:
     lines = []
     for o in outcomes:
         lines.append(f"      retraining ({o.trigger}): {o.outcome}: {o.detail} ({o.seconds:.0f}s)")
@@ -263,14 +263,15 @@ def _feedback_summary(truth: dict, scored: dict, version_of: dict, outcomes: lis
             ids = [i for i in scored if version_of.get(i) == v and i in truth]
             kinds = np.array([truth[i] for i in ids], dtype=object)
             s = np.array([scored[i] for i in ids])
+            alert = np.array([i in alerted for i in ids], dtype=bool)
             per_attack = []
             for kind in sorted(set(kinds.tolist()) - {"normal"}):
                 pick = (kinds == kind) | (kinds == "normal")
                 if (kinds[pick] == "normal").any():
                     auc = detection_metrics((kinds[pick] == kind).astype(int), s[pick])["auc"]
-                    per_attack.append(f"{kind} {auc:.3f}")
-            lines.append(f"      model {v}: {len(ids)} records scored; AUC per attack against normal traffic: "
-                         f"{', '.join(per_attack)}")
+                    per_attack.append(f"{kind} {auc:.3f} ({float(alert[kinds == kind].mean()):.2f})")
+            lines.append(f"      model {v}: {len(ids)} records scored; AUC per attack against normal traffic "
+                         f"(recall at the threshold): {', '.join(per_attack)}")
     if lines:
         print("\n".join(lines), flush=True)
 

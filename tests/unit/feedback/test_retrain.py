@@ -5,7 +5,7 @@ import pytest
 from arnstream.config import load_config
 from arnstream.features import RecordEncoder
 from arnstream.feedback import FeedbackStore, make_label, retrain, retrain_due
-from arnstream.feedback.gate import clearly_above, run_gate, score_records
+from arnstream.feedback.gate import clearly_above, cross_fitted_fpr, run_gate, score_records
 from arnstream.feedback.retrain import HELD_OUT_MAX, RetrainLock, _clearly_normal, split_labels, split_recent
 from arnstream.feedback.store import LabelledRecord
 from arnstream.registry import REFERENCE_FILE, Registry
@@ -118,13 +118,12 @@ def test_a_candidate_is_registered_gated_and_the_decision_kept_in_history(served
     assert event["candidate"] == "v0002" and event["gate"]["candidate"]["auc"] == outcome.gate.candidate["auc"]
     card = registry.list()[-1].card
     assert card["retrained_from"] == first
-    # the threshold is calibrated on half the first model's declared-normal reference records,
-    # which the candidate keeps; the gate measures false positives on the other half
+    # the threshold is calibrated on the first model's declared-normal reference records, which
+    # the candidate keeps; the gate cross-fits the false-positive rate on them
     reference = registry.reference(first)
     assert 250 < len(reference) < 350, "the held-out 10% of 3,000 declared-normal records"
     assert registry.reference("v0002") == reference and outcome.counts["calibrated_on"] == "reference"
-    assert card["holdout_rows"] == outcome.counts["calibration_normals"] == len(reference[0::2])
-    assert outcome.gate.n_reference == outcome.counts["gate_reference"] == len(reference[1::2])
+    assert card["holdout_rows"] == outcome.counts["calibration_normals"] == outcome.gate.n_reference == len(reference)
     assert card["training_rows"] == outcome.counts["recent_normals"] + 10 * outcome.counts["confirmed_normals"]
     assert (registry.current() == "v0002") == (outcome.outcome == "promoted")
 
@@ -200,12 +199,22 @@ def test_the_gate_measures_false_positives_on_reference_records_and_caps_new_ale
     kwargs = dict(auc_tolerance=0.01, target_fpr=0.001, reference=reference)
     report = run_gate(trigger_happy, good, positives, negatives[:50], negatives[50:], fpr_tolerance=0.005, **kwargs)
     assert report.n_reference == 1000 and report.candidate["fpr"] > 0.04 > 0.01 > report.current["fpr"]
+    # ranked against clean normals: the recent records (which hold unlabelled attacks) only count alerts
+    assert report.n_negative == 50 + 1000 and report.n_recent == len(negatives) - 50
     assert [r for r in report.reasons if r.startswith("false-positive rate on 1000 reference normals")]
     report = run_gate(trigger_happy, good, positives, negatives[:50], negatives[50:], fpr_tolerance=1.0,
                       max_new_alert_rate=0.02, **kwargs)
     assert [r for r in report.reasons if "retrain.max_new_alert_rate" in r] and len(report.reasons) == 1
     assert run_gate(good, good, positives, negatives[:50], negatives[50:], fpr_tolerance=0.005,
                     max_new_alert_rate=0.02, **kwargs).passed
+
+
+def test_the_false_positive_rate_on_reference_records_is_estimated_out_of_sample():
+    scores = np.random.default_rng(0).random(20000)
+    assert 0.008 < cross_fitted_fpr(scores, 0.01) < 0.012
+    # 150 records cannot place a 0.1% quantile (it is each half's maximum): the estimate says so
+    assert cross_fitted_fpr(scores[:150], 0.001) > 0.005
+    assert np.isnan(cross_fitted_fpr(np.array([0.3, np.nan]), 0.001))
 
 
 def test_a_rate_fails_only_when_the_evidence_puts_it_above_the_limit():
@@ -278,3 +287,15 @@ def _train_arn(cfg, records) -> str:
 
     return train_on_records(records, FlowSchema.load("flowsim"), cfg, detector_params(cfg),
                             registry=Registry(cfg.registry.dir), source={}).version
+
+
+def test_a_large_window_keeps_reference_records_from_all_of_it(tmp_path, monkeypatch):
+    import arnstream.trainer
+
+    monkeypatch.setattr(arnstream.trainer, "REFERENCE_MAX", 100)
+    cfg = _cfg(tmp_path)
+    records, _ = FlowSimulator(seed=0, prefix="train").batch(3000)
+    reference = Registry(cfg.registry.dir).reference(_train(cfg, records))
+    position = {r["flow_id"]: i for i, r in enumerate(records)}
+    spots = sorted(position[r["flow_id"]] for r in reference)
+    assert 50 <= len(reference) <= 100 and spots[0] < 300 and spots[-1] > 2700
