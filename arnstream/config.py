@@ -49,9 +49,10 @@ class TrainingConfig:
     epochs: int = 30
     batch_size: int = 1024
     target_fpr: float = 0.001  # alert threshold calibrated on held-out normal traffic
-    # what models trained to alert (train, fit, the demo, retraining) score with: discriminator
-    # (the paper's p(anomaly | x)) or combined (with the reconstruction error; docs/streaming.md)
-    score_mode: str = "discriminator"
+    # what models trained to alert (train, fit, the demo, retraining) score with: combined (D
+    # and the reconstruction error; the default since 2026-11-30) or discriminator (the paper's
+    # p(anomaly | x), bounded: docs/streaming.md "Which score alerts")
+    score_mode: str = "combined"
 
 
 @dataclass

@@ -596,8 +596,9 @@ class ARN(TorchDetector):
             return torch.sigmoid(self.module_.discriminate(batch))
         # combined: D's and the reconstruction's robust z-scores against training normals
         logit, log_rec = self._components(batch)
-        ref = torch.as_tensor(self.reference_, device=batch.device, dtype=logit.dtype)
-        return (logit - ref[0, 0]) / ref[0, 1] + (log_rec - ref[1, 0]) / ref[1, 1]
+        # plain floats: constants of the model, which tracing for serving bakes in without a warning
+        (d_median, d_iqr), (rec_median, rec_iqr) = self.reference_.tolist()
+        return (logit - d_median) / d_iqr + (log_rec - rec_median) / rec_iqr
 
     # ---------------------------------------------------------------- generator
     @torch.no_grad()

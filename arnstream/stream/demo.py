@@ -51,7 +51,7 @@ class DemoOptions:
     rate: float = 1000.0
     attacks: tuple[str, ...] = ("scan", "synflood", "bruteforce", "exfiltration")
     epochs: int = 12
-    analyst_after_s: float = 15.0  # when the simulated analyst sends its labels
+    analyst_after_s: float = 15.0  # when the simulated analyst starts looking (it sends once it has `labels`)
     labels: int = 20  # how many (0: no analyst, no retraining)
     keep_running: bool = False
     workdir: str = "results/demo"
@@ -180,14 +180,21 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
          f"{', '.join(opts.attacks)}; metrics on http://{address}/metrics; "
          + ("Ctrl-C stops" if opts.keep_running else f"{opts.live_seconds:.0f}s of live traffic"))
     interrupted = False
-    live_started, analyst_done = time.monotonic(), opts.labels <= 0
+    live_started, analyst_done, analyst_looked = time.monotonic(), opts.labels <= 0, 0.0
     try:
         last, deadline = 0.0, None
         while sim_thread.is_alive() or len(scored) + dead[0] < produced[0] + malformed[0]:
             time.sleep(0.2)
-            if not analyst_done and time.monotonic() - live_started >= opts.analyst_after_s:
-                analyst_done = True
-                _analyst(cfg, opts.labels, dict(truth), dict(scored), set(alerted))
+            if (not analyst_done and time.monotonic() - live_started >= opts.analyst_after_s
+                    and time.monotonic() - analyst_looked >= 1.0):
+                # the analyst waits until there are enough misses and false alarms to label (a
+                # model that misses little makes them rare; fewer labels would never reach
+                # retrain.after_labels), or until the live traffic ends
+                analyst_looked = time.monotonic()
+                picks = _analyst_picks(opts.labels, dict(truth), dict(scored), set(alerted))
+                if len(picks) >= opts.labels or not sim_thread.is_alive():
+                    analyst_done = True
+                    _analyst(cfg, picks, truth)
             if not serve_thread.is_alive():
                 raise ArnstreamError("the scoring service stopped unexpectedly; see the log above")
             if time.monotonic() - last >= 5:
@@ -231,15 +238,20 @@ def _await_retraining(service) -> None:
         time.sleep(0.5)
 
 
-def _analyst(cfg: Config, n_labels: int, truth: dict, scored: dict, alerted: set) -> None:
-    """Label missed attacks (scored, no alert) and false alarms, as an investigation would."""
-    from ..feedback import make_label
-
+def _analyst_picks(n_labels: int, truth: dict, scored: dict, alerted: set) -> list[tuple[str, str]]:
+    """Missed attacks (scored, no alert) and false alarms to label, as an investigation would
+    find them: at most n_labels, about 70% missed attacks when there are false alarms to fill."""
     missed = [i for i in scored if truth.get(i, "normal") != "normal" and i not in alerted]
     false_alarms = [i for i in scored if truth.get(i) == "normal" and i in alerted]
     n_missed = min(len(missed), max(n_labels - len(false_alarms), round(0.7 * n_labels)))
     picks = [(i, "anomaly") for i in missed[:n_missed]]
-    picks += [(i, "normal") for i in false_alarms[:n_labels - len(picks)]]
+    return picks + [(i, "normal") for i in false_alarms[:n_labels - len(picks)]]
+
+
+def _analyst(cfg: Config, picks: list[tuple[str, str]], truth: dict) -> None:
+    """Send the analyst's labels to the labels topic."""
+    from ..feedback import make_label
+
     producer = open_producer(cfg.kafka, client_id="arnstream-demo-analyst")
     try:
         for rid, label in picks:
@@ -247,6 +259,7 @@ def _analyst(cfg: Config, n_labels: int, truth: dict, scored: dict, alerted: set
         producer.flush()
     finally:
         producer.close()
+    n_missed = sum(label == "anomaly" for _, label in picks)
     kinds = sorted({truth[i] for i, label in picks if label == "anomaly"})
     _say(f"      [analyst] labelled {n_missed} missed attacks ({', '.join(kinds) or 'none'}) and "
          f"{len(picks) - n_missed} false alarms on {cfg.topics.labels}; serve retrains after "

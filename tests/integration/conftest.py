@@ -37,14 +37,15 @@ def broker():
 
 @pytest.fixture(scope="session")
 def model_registry(tmp_path_factory) -> Path:
-    """A registry with one promoted ARN, trained for real on simulated normal traffic."""
+    """A registry with one promoted ARN, trained for real on simulated normal traffic as
+    `arnstream train` trains it (alerting on training.score_mode)."""
     from arnstream.schema import FlowSchema
-    from arnstream.trainer import detector_params, train_on_records
+    from arnstream.trainer import alerting_params, train_on_records
 
     root = tmp_path_factory.mktemp("registry")
     cfg = load_config(None, {}, {"training.epochs": 6, "training.batch_size": 256, "runtime.device": "cpu"})
     records, _ = FlowSimulator(seed=0, prefix="train").batch(6000)
-    train_on_records(records, FlowSchema.load("flowsim"), cfg, detector_params(cfg), registry=Registry(root),
+    train_on_records(records, FlowSchema.load("flowsim"), cfg, alerting_params(cfg), registry=Registry(root),
                      source={"test": "integration"}, seed=0)
     return root
 

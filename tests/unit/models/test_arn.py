@@ -1,5 +1,7 @@
 import hashlib
 import json
+import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -315,7 +317,7 @@ def test_components_are_the_parts_of_the_combined_score(synthetic_problem):
     np.testing.assert_allclose(combined, (logit - dm) / ds + (log_rec - rm) / rs, rtol=1e-4, atol=1e-4)
 
 
-def test_the_combined_score_is_batch_invariant_and_survives_save_and_load(synthetic_problem, tmp_path):
+def test_the_combined_score_is_batch_invariant_and_survives_save_and_load(synthetic_problem, tmp_path, caplog):
     p = synthetic_problem
     det = ARN(epochs=1, batch_size=256, device="cpu", score_mode="combined").fit(
         p["X_train"][:600], feature_groups=p["groups"])
@@ -326,6 +328,12 @@ def test_the_combined_score_is_batch_invariant_and_survives_save_and_load(synthe
     np.testing.assert_allclose(np.concatenate([det.score(X[i:i + 1]) for i in range(20)]), whole[:20], atol=1e-5)
     det.save(tmp_path / "m")
     np.testing.assert_allclose(Detector.load(tmp_path / "m").score(X), whole, atol=1e-6)
+    # what serve scores with (the default alerting score): the traced graph, same numbers, no tracer warning
+    with warnings.catch_warnings(record=True) as seen, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        serving = det.serving_scorer()
+    assert "cannot trace" not in caplog.text and not [w for w in seen if w.category is torch.jit.TracerWarning]
+    np.testing.assert_allclose(serving(X), whole, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("bagging", [False, True])
