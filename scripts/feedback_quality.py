@@ -1,6 +1,7 @@
 """How much do a few analyst labels teach? The feedback loop offline, over several seeds.
 
-Per seed: train a model on simulated normal traffic; score live traffic with 1% `beacon`
+Per seed: train a model on simulated normal traffic (as `arnstream train` does, so alerting
+on training.score_mode; D-scored first models before 2026-11-30, 17:00 UTC); score live traffic with 1% `beacon`
 attacks (which that model ranks below normal traffic) into a feedback store; label K of the
 scored records (beacons as anomalies, a few normal records as confirmed normals); retrain
 through the real retraining and gate code; then score fresh traffic no model saw with both
@@ -30,7 +31,7 @@ from arnstream.feedback.gate import score_records  # noqa: E402
 from arnstream.registry import Registry  # noqa: E402
 from arnstream.schema import FlowSchema  # noqa: E402
 from arnstream.stream.simulator import FlowSimulator  # noqa: E402
-from arnstream.trainer import detector_params, train_on_records  # noqa: E402
+from arnstream.trainer import alerting_params, train_on_records  # noqa: E402
 
 
 def quality(artifact, seed: int, attacks: tuple[str, ...]) -> dict:
@@ -61,7 +62,7 @@ def one_seed(seed: int, args) -> dict:
                                  "feedback.store": str(work / "store.sqlite3")})
     registry = Registry(cfg.registry.dir)
     normal, _ = FlowSimulator(seed=seed, prefix="train").batch(args.normal)
-    first = train_on_records(normal, FlowSchema.load("flowsim"), cfg, detector_params(cfg), registry=registry,
+    first = train_on_records(normal, FlowSchema.load("flowsim"), cfg, alerting_params(cfg), registry=registry,
                              source={"script": "feedback_quality"}, seed=seed).version
     v1 = registry.load(first)
     attacks = tuple(args.attacks.split(","))
