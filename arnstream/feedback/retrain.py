@@ -240,7 +240,8 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
                  r.normal_window + held_out * HELD_OUT_MAX)
     gate_recent, calibration, train_recent = split_recent(store.recent_unflagged(wanted), r.normal_window,
                                                           calibrate=calibrate_on_recent)
-    calibration = calibration or reference
+    if not calibrate_on_recent:
+        calibration = reference
     n_suspect = 0
     if reference:
         train_recent, n_suspect = _clearly_normal(current, train_recent, reference)
