@@ -56,6 +56,13 @@ log = logging.getLogger(__name__)
 
 DRIFT_SAMPLE = 64  # scores per batch fed to ADWIN: drift is a property of the distribution
 IN_FLIGHT_POLL_MS = 50  # longest poll while a scored batch waits to be written
+# The cyclic collector's thresholds while serving (Python's default: 700, 10, 10). Serve's
+# garbage is freed by reference counting (decoded records, output dicts: no cycles), yet every
+# 700 net allocations started a collection that walked the live batches, some of them a full
+# one: ~0.7 us per record with the GIL held (docs/streaming.md). The first threshold counts
+# allocations minus frees, so at 50,000 a collection runs only once that many objects outlive
+# their batch (cycles, if any), which also bounds what cycles can hold.
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 @dataclass
@@ -188,6 +195,8 @@ class Service:
         log.info("serving %s in group %s (client %s), outputs %s", self.topic, self.cfg.kafka.group,
                  self.cfg.kafka.client, ", ".join(self._topics.values()))
         in_flight: InFlight | None = None
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             while not self.stop.is_set():
                 self.maybe_reload()
@@ -203,6 +212,7 @@ class Service:
             if in_flight is not None:  # stop requested: the batch in hand is written and committed
                 self._finish(in_flight, consumer)
         finally:
+            gc.set_threshold(*thresholds)  # serve may run inside a longer process (demo, tests)
             self.metrics.up.set(0)
             consumer.close()
             self._producer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 import os
 import signal
 import time
@@ -14,6 +15,7 @@ import pytest
 from arnstream.registry import Registry
 from arnstream.stream.broker import EmbeddedBroker
 from arnstream.stream.scoring import REASON_HEADER, ScoringModel
+from arnstream.stream.serve import GC_THRESHOLDS
 
 from .conftest import (
     CLIENTS,
@@ -33,10 +35,14 @@ def test_every_record_of_20000_is_scored(broker, model_registry, client):
     create_topics(cfg)
     ids = produce_flows(cfg, 20000, attacks=("scan", "synflood"))
     scores = Collected(cfg, cfg.topics.scores)
+    collector_before = gc.get_threshold()
     try:
         with ServeThread(cfg) as serve:
             got = scores.wait_for(lambda m: {d["id"] for d in m} >= set(ids), 120, "20000 scores")
+            collector_serving = gc.get_threshold()
         assert serve.error is None
+        # serve's collector thresholds hold while it runs, and are given back when it stops
+        assert collector_serving == GC_THRESHOLDS != collector_before == gc.get_threshold()
     finally:
         scores.stop()
     doc = got[0]
@@ -82,6 +88,8 @@ def test_malformed_records_go_to_the_dead_letter_topic_and_serving_goes_on(broke
     assert "missing" in reasons[kinds[4]]
     assert "below the minimum" in reasons[kinds[5]]
     assert "not a number" in reasons[kinds[6]]
+    produced_at = [m.timestamp_ms for m in letters]  # the record's Kafka timestamp comes through
+    assert all(isinstance(t, int) and abs(t / 1000 - time.time()) < 600 for t in produced_at)
     assert sum(serve.metrics.rejected.labels(r)._value.get()
                for r in ("not_json", "not_object", "missing_field", "out_of_range", "wrong_type",
                          "not_finite", "empty", "invalid")) == 1000
