@@ -49,10 +49,11 @@ class TrainingConfig:
     epochs: int = 30
     batch_size: int = 1024
     target_fpr: float = 0.001  # alert threshold calibrated on held-out normal traffic
-    # what models trained to alert (train, fit, the demo, retraining) score with: combined (D
-    # and the reconstruction error; the default since 2026-11-30) or discriminator (the paper's
-    # p(anomaly | x), bounded: docs/streaming.md "Which score alerts")
-    score_mode: str = "combined"
+    # what models trained to alert (train, fit, the demo, retraining) score with: either (the
+    # larger of D's and the reconstruction error's tail-scaled scores; the default since
+    # 2026-11-30, 18:30 UTC), combined (their sum) or discriminator (the paper's p(anomaly | x),
+    # bounded): docs/streaming.md "Which score alerts"
+    score_mode: str = "either"
 
 
 @dataclass

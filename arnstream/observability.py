@@ -15,10 +15,11 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# p(anomaly | x) lies in [0, 1]; the combined score (training.score_mode) is a sum of two
-# robust z-scores: around 0 on normal traffic, up to the hundreds on anomalies
+# p(anomaly | x) lies in [0, 1]; the either score (training.score_mode) is 0 at normal
+# traffic's median and 1 at its 99th percentile, its thresholds near 1.2; the combined score is
+# a sum of two robust z-scores: around 0 on normal traffic; both reach the hundreds on anomalies
 SCORE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999,
-                 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+                 1.1, 1.25, 1.5, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -33,7 +34,7 @@ class ServeMetrics:
         self.anomalies = Counter("arnstream_anomalies_total", "Records scored above the alert threshold",
                                  ["topic"], registry=r)
         self.score = Histogram("arnstream_anomaly_score", "Anomaly score of scored records: p(anomaly | x) "
-                               "or the combined score (training.score_mode)", buckets=SCORE_BUCKETS, registry=r)
+                               "or the score training.score_mode names", buckets=SCORE_BUCKETS, registry=r)
         self.batch_seconds = Histogram("arnstream_batch_seconds",
                                        "Time from a batch's poll to its commit (in flight, it waits for the next poll)",
                                        buckets=LATENCY_BUCKETS, registry=r)

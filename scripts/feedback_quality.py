@@ -9,7 +9,7 @@ versions. Also retrains on inverted labels, which the gate must reject.
 
     python scripts/feedback_quality.py [--seeds 0,1,2] [--labels 20] [--live 8000] [--attacks beacon,...]
                                       [--normal 6000] [--epochs 8] [--retrain-epochs 16] [--warm-start]
-                                      [--retrain-lr-d 1e-4]
+                                      [--retrain-lr-d 1e-4] [--score-mode combined|either|discriminator]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from arnstream.trainer import alerting_params, train_on_records  # noqa: E402
 
 
 def quality(artifact, seed: int, attacks: tuple[str, ...]) -> dict:
-    """Beacon AUC, FPR and beacon recall on fresh traffic; AUC of every other attack too."""
+    """Beacon AUC, FPR and beacon recall on fresh traffic; AUC and recall of every other attack too."""
     from sklearn.metrics import roc_auc_score
 
     records, truth = FlowSimulator(seed=1000 + seed, attacks=attacks, attack_fraction=min(0.5, 0.2 * len(attacks)),
@@ -48,6 +48,7 @@ def quality(artifact, seed: int, attacks: tuple[str, ...]) -> dict:
     for kind in attacks:
         pick = normal | (kinds == kind)
         out[f"auc_{kind}"] = roc_auc_score(kinds[pick] == kind, s[pick])
+        out[f"recall_{kind}"] = float((s[kinds == kind] > thr).mean())
     out["auc"], out["recall"] = out["auc_beacon"], float((s[kinds == "beacon"] > thr).mean())
     return out
 
@@ -56,6 +57,7 @@ def one_seed(seed: int, args) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"feedback-q{seed}-"))
     cfg = load_config(None, {}, {"training.epochs": args.epochs, "training.batch_size": 256,
                                  "runtime.device": "cpu", "retrain.epochs": args.retrain_epochs,
+                                 "training.score_mode": args.score_mode,
                                  "retrain.warm_start": args.warm_start,
                                  "retrain.params": {"lr_d": args.retrain_lr_d} if args.retrain_lr_d else {},
                                  "registry.dir": str(work / "registry"),
@@ -99,6 +101,8 @@ def main() -> None:
     ap.add_argument("--normal", type=int, default=6000, help="normal records the first model trains on")
     ap.add_argument("--warm-start", action="store_true", help="retrain from the current model (retrain.warm_start)")
     ap.add_argument("--retrain-lr-d", type=float, help="discriminator learning rate when retraining")
+    ap.add_argument("--score-mode", default=load_config(None, {}, {}).training.score_mode,
+                    help="what both models alert on (training.score_mode)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -114,11 +118,12 @@ def main() -> None:
               f"{a['recall']:.3f} | {r['outcome']} | {r['bad_outcome']} | {r['seconds']:.0f} |")
     for r in rows:
         print(f"seed {r['seed']} gate: {r['gate']}")
-    others = [k for k in rows[0]["before"] if k.startswith("auc_") and k != "auc_beacon"]
+    others = [k[4:] for k in rows[0]["before"] if k.startswith("auc_") and k != "auc_beacon"]
     for r in rows:
         if others and r["after"]:
-            print(f"seed {r['seed']} other attacks, AUC before -> after: " + ", ".join(
-                f"{k[4:]} {r['before'][k]:.3f} -> {r['after'][k]:.3f}" for k in others))
+            print(f"seed {r['seed']} other attacks, AUC (recall at the threshold) before -> after: " + ", ".join(
+                f"{k} {r['before']['auc_' + k]:.3f} ({r['before']['recall_' + k]:.2f}) -> "
+                f"{r['after']['auc_' + k]:.3f} ({r['after']['recall_' + k]:.2f})" for k in others))
 
 
 if __name__ == "__main__":

@@ -28,9 +28,13 @@ from .training import EpochRecord, StepContext
 
 HEADS = ("numeric", "gumbel")
 OUTPUTS = ("sigmoid", "clamp")
-SCORE_MODES = ("discriminator", "combined")
+SCORE_MODES = ("discriminator", "combined", "either")
 FIELD_KINDS = ("all", "categorical")  # which fields one-field-off negatives redraw
 REFERENCE_ROWS = 20000  # training normals kept to standardise the combined score
+# score_mode=either scales each part so that this quantile of training normals sits at 1: the
+# parts' tails line up, and the threshold calibrated on the larger of the two sits where
+# either part alone is about that rare (the 99th: ~200 of the 20,000 rows, a stable estimate)
+TAIL_QUANTILE = 0.99
 OBJECTIVES = ("adversarial", "elbo")
 KL_SCHEDULES = ("constant", "warmup", "decay")
 KL_FORMS = ("gaussian", "public-code")
@@ -572,15 +576,16 @@ class ARN(TorchDetector):
         return self._component_arrays(self._check_matrix(X, "X", n_features=self.n_features_in_))
 
     def _fit_reference(self, ref: np.ndarray) -> None:
-        """Median and IQR of both components on training normals (for score_mode=combined)."""
+        """Per component on training normals: median, IQR (score_mode=combined) and the
+        distance from the median to the TAIL_QUANTILE (score_mode=either)."""
         stats = []
         for v in self._component_arrays(ref):
-            q1, med, q3 = np.quantile(v.astype(np.float64), [0.25, 0.5, 0.75])
-            stats.append([med, max(q3 - q1, 1e-6)])
+            q1, med, q3, tail = np.quantile(v.astype(np.float64), [0.25, 0.5, 0.75, TAIL_QUANTILE])
+            stats.append([med, max(q3 - q1, 1e-6), max(tail - med, 1e-6)])
         self.reference_ = np.asarray(stats, dtype=np.float64)
 
     def alternative_scores(self, X) -> dict[str, np.ndarray]:
-        """Both scorings of this model: D alone and D combined with the reconstruction."""
+        """Every scoring of this model (SCORE_MODES): D alone, and D with the reconstruction error."""
         current = self.score_mode
         out = {}
         try:
@@ -594,11 +599,17 @@ class ARN(TorchDetector):
     def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
         if self.score_mode == "discriminator":
             return torch.sigmoid(self.module_.discriminate(batch))
-        # combined: D's and the reconstruction's robust z-scores against training normals
         logit, log_rec = self._components(batch)
         # plain floats: constants of the model, which tracing for serving bakes in without a warning
-        (d_median, d_iqr), (rec_median, rec_iqr) = self.reference_.tolist()
-        return (logit - d_median) / d_iqr + (log_rec - rec_median) / rec_iqr
+        (d_median, d_iqr, d_tail), (rec_median, rec_iqr, rec_tail) = self.reference_.tolist()
+        if self.score_mode == "combined":  # the sum of both parts' robust z-scores against training normals
+            return (logit - d_median) / d_iqr + (log_rec - rec_median) / rec_iqr
+        if np.isnan(d_tail):
+            raise ModelError("score_mode 'either' needs a model trained since it exists (2026-11-30); "
+                             "this one keeps no tail scale: retrain it, or score with 'combined'")
+        # either: the larger part, each scaled to its tail. A sum dilutes a part that alone
+        # separates (a retrained D on the attack its labels taught) with the other's noise
+        return torch.maximum((logit - d_median) / d_tail, (log_rec - rec_median) / rec_tail)
 
     # ---------------------------------------------------------------- generator
     @torch.no_grad()
@@ -621,4 +632,7 @@ class ARN(TorchDetector):
     def _set_state(self, arrays, meta) -> None:
         super()._set_state(arrays, meta)
         self.selected_epoch_ = meta.get("selected_epoch")
-        self.reference_ = np.asarray(meta["reference"], dtype=np.float64)
+        reference = np.asarray(meta["reference"], dtype=np.float64)
+        if reference.shape == (2, 2):  # saved before score_mode=either: no tail scale
+            reference = np.c_[reference, np.full(2, np.nan)]
+        self.reference_ = reference

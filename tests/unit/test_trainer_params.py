@@ -9,7 +9,7 @@ from arnstream.trainer import alerting_params, detector_params
 
 def test_models_trained_to_alert_score_with_training_score_mode_and_evaluate_keeps_the_paper_score():
     cfg = load_config(None, {}, {})
-    assert alerting_params(cfg)["score_mode"] == cfg.training.score_mode == "combined"
+    assert alerting_params(cfg)["score_mode"] == cfg.training.score_mode == "either"
     assert "score_mode" not in detector_params(cfg)  # evaluate: ARN's own default, D alone
     chosen = load_config(None, {}, {"training.score_mode": "discriminator"})
     assert alerting_params(chosen)["score_mode"] == "discriminator"

@@ -312,14 +312,37 @@ def test_components_are_the_parts_of_the_combined_score(synthetic_problem):
     logit, log_rec = det.components(p["X_test"][:40])
     assert logit.shape == log_rec.shape == (40,)
     np.testing.assert_allclose(torch.sigmoid(torch.as_tensor(logit)).numpy(), det.score(p["X_test"][:40]), atol=1e-6)
-    (dm, ds), (rm, rs) = det.reference_  # median and IQR of each part on training normals
-    combined = det.alternative_scores(p["X_test"][:40])["combined"]
-    np.testing.assert_allclose(combined, (logit - dm) / ds + (log_rec - rm) / rs, rtol=1e-4, atol=1e-4)
+    # per part on training normals: median, IQR, and the distance from the median to the 99th percentile
+    (dm, ds, dt), (rm, rs, rt) = det.reference_
+    alternatives = det.alternative_scores(p["X_test"][:40])
+    np.testing.assert_allclose(alternatives["combined"], (logit - dm) / ds + (log_rec - rm) / rs, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(alternatives["either"], np.maximum((logit - dm) / dt, (log_rec - rm) / rt),
+                               rtol=1e-4, atol=1e-4)
+    train_logit, train_rec = det.components(p["X_train"][:500])  # the tail scale: 1% of them above 1
+    assert abs(((train_logit - dm) / dt > 1).mean() - 0.01) < 0.005
+    assert abs(((train_rec - rm) / rt > 1).mean() - 0.01) < 0.005
 
 
-def test_the_combined_score_is_batch_invariant_and_survives_save_and_load(synthetic_problem, tmp_path, caplog):
+def test_a_model_saved_before_the_either_score_says_so_and_still_scores_combined(synthetic_problem):
     p = synthetic_problem
     det = ARN(epochs=1, batch_size=256, device="cpu", score_mode="combined").fit(
+        p["X_train"][:500], feature_groups=p["groups"])
+    X = p["X_test"][:40]
+    before = det.score(X)
+    arrays, meta = det._get_state()
+    meta["reference"] = [row[:2] for row in meta["reference"]]  # what artifacts kept until then
+    det._set_state(arrays, meta)
+    np.testing.assert_allclose(det.score(X), before, rtol=1e-6)
+    det.score_mode = "either"
+    with pytest.raises(ModelError, match="retrain it"):
+        det.score(X)
+
+
+@pytest.mark.parametrize("mode", ["combined", "either"])
+def test_the_scores_with_the_reconstruction_are_batch_invariant_and_survive_save_and_load(
+        synthetic_problem, tmp_path, caplog, mode):
+    p = synthetic_problem
+    det = ARN(epochs=1, batch_size=256, device="cpu", score_mode=mode).fit(
         p["X_train"][:600], feature_groups=p["groups"])
     X = p["X_test"][:300]
     whole = det.score(X)
@@ -328,7 +351,7 @@ def test_the_combined_score_is_batch_invariant_and_survives_save_and_load(synthe
     np.testing.assert_allclose(np.concatenate([det.score(X[i:i + 1]) for i in range(20)]), whole[:20], atol=1e-5)
     det.save(tmp_path / "m")
     np.testing.assert_allclose(Detector.load(tmp_path / "m").score(X), whole, atol=1e-6)
-    # what serve scores with (the default alerting score): the traced graph, same numbers, no tracer warning
+    # what serve scores with (the alerting scores): the traced graph, same numbers, no tracer warning
     with warnings.catch_warnings(record=True) as seen, caplog.at_level(logging.WARNING):
         warnings.simplefilter("always")
         serving = det.serving_scorer()
