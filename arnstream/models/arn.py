@@ -30,7 +30,7 @@ HEADS = ("numeric", "gumbel")
 OUTPUTS = ("sigmoid", "clamp")
 SCORE_MODES = ("discriminator", "combined", "either")
 FIELD_KINDS = ("all", "categorical")  # which fields one-field-off negatives redraw
-REFERENCE_ROWS = 20000  # training normals kept to standardise the combined score
+REFERENCE_ROWS = 20000  # training normals that scale the parts of the combined and either scores
 # score_mode=either scales each part so that this quantile of training normals sits at 1: the
 # parts' tails line up, so a threshold calibrated on the larger of the two asks each part to be
 # about equally rare (the 99th: ~200 of the 20,000 rows, a stable estimate)
