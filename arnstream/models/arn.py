@@ -10,6 +10,9 @@ group with the straight-through Gumbel-softmax (temperature annealed), numerics 
 Variants: objective="elbo" is ARN^GE (eq. 1 optimised jointly, not adversarially);
 kl_weight=0 is ARN^X-KLD.
 
+Labelled anomalies train the discriminator as eq. 4 says, and also a label head
+(label_head.py), which score_mode="either" reads beside D and the reconstruction error.
+
 Every normalisation is LayerNorm: per record, so a record's score never depends on the other
 records in its batch (the public code's batch-statistics BatchNorm does; see docs/results.md).
 """
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+from .label_head import LabelHead, fit_label_head, label_scale
 from .layers import PackedDropout, adam
 from .torch_detector import TorchDetector
 from .training import EpochRecord, StepContext
@@ -105,6 +109,7 @@ class ARNModule(nn.Module):
         )
         nets = [_discriminator_net(n_features, w, dropout, spectral_norm) for _ in range(discriminators)]
         self.discriminator = nets[0] if discriminators == 1 else DiscriminatorEnsemble(nets)
+        self.label_head: LabelHead | None = None  # fitted after training when labelled anomalies were given
 
     def generator_parameters(self):
         for part in (self.encoder, self.to_mu, self.to_logvar, self.decoder):
@@ -185,6 +190,13 @@ def noisy_labels(target: float, n: int, step: int, smooth: float, flip: float, d
         idx = torch.randperm(n, device=device)[:n_flip]
         y[idx] = 1.0 - y[idx]
     return y
+
+
+def _scale_stats(values: np.ndarray) -> list[float]:
+    """A score part's median, IQR (score_mode=combined) and distance from the median to the
+    TAIL_QUANTILE (score_mode=either) on normal rows."""
+    q1, med, q3, tail = np.quantile(values.astype(np.float64), [0.25, 0.5, 0.75, TAIL_QUANTILE])
+    return [med, max(q3 - q1, 1e-6), max(tail - med, 1e-6)]
 
 
 def _cycled(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -543,6 +555,8 @@ class ARN(TorchDetector):
         return None
 
     def _fit(self, X, y, X_val, y_val) -> None:
+        if getattr(self, "module_", None) is not None:
+            self.module_.label_head = None  # a warm start's labels are not this fit's
         super()._fit(X, y, X_val, y_val)
         if self._best is not None:
             # labelled validation was passed explicitly: keep the best epoch's weights
@@ -556,6 +570,11 @@ class ARN(TorchDetector):
         normal = X if y is None else X[y != 1]
         ref = normal[np.random.default_rng(self.seed).permutation(len(normal))[:REFERENCE_ROWS]]
         self._fit_reference(ref)
+        if y is not None and (y == 1).any():
+            anomalies = torch.as_tensor(X[y == 1], device=self.device_)
+            head = fit_label_head(torch.as_tensor(normal, device=self.device_), anomalies, self.seed)
+            self.module_.label_head = head
+            self.reference_ = np.vstack([self.reference_, label_scale(head, anomalies)])
 
     @torch.no_grad()
     def _components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -578,11 +597,7 @@ class ARN(TorchDetector):
     def _fit_reference(self, ref: np.ndarray) -> None:
         """Per component on training normals: median, IQR (score_mode=combined) and the
         distance from the median to the TAIL_QUANTILE (score_mode=either)."""
-        stats = []
-        for v in self._component_arrays(ref):
-            q1, med, q3, tail = np.quantile(v.astype(np.float64), [0.25, 0.5, 0.75, TAIL_QUANTILE])
-            stats.append([med, max(q3 - q1, 1e-6), max(tail - med, 1e-6)])
-        self.reference_ = np.asarray(stats, dtype=np.float64)
+        self.reference_ = np.asarray([_scale_stats(v) for v in self._component_arrays(ref)], dtype=np.float64)
 
     def alternative_scores(self, X) -> dict[str, np.ndarray]:
         """Every scoring of this model (SCORE_MODES): D alone, and D with the reconstruction error."""
@@ -601,7 +616,7 @@ class ARN(TorchDetector):
             return torch.sigmoid(self.module_.discriminate(batch))
         logit, log_rec = self._components(batch)
         # plain floats: constants of the model, which tracing for serving bakes in without a warning
-        (d_median, d_iqr, d_tail), (rec_median, rec_iqr, rec_tail) = self.reference_.tolist()
+        (d_median, d_iqr, d_tail), (rec_median, rec_iqr, rec_tail) = self.reference_[:2].tolist()
         if self.score_mode == "combined":  # the sum of both parts' robust z-scores against training normals
             return (logit - d_median) / d_iqr + (log_rec - rec_median) / rec_iqr
         if np.isnan(d_tail):
@@ -609,7 +624,12 @@ class ARN(TorchDetector):
                              "this one keeps no tail scale: retrain it, or score with 'combined'")
         # either: the larger part, each scaled to its tail. A sum dilutes a part that alone
         # separates (a retrained D on the attack its labels taught) with the other's noise
-        return torch.maximum((logit - d_median) / d_tail, (log_rec - rec_median) / rec_tail)
+        score = torch.maximum((logit - d_median) / d_tail, (log_rec - rec_median) / rec_tail)
+        head = self.module_.label_head
+        if head is None:
+            return score
+        w_median, _, w_tail = self.reference_[2].tolist()
+        return torch.maximum(score, (head(batch) - w_median) / w_tail)
 
     # ---------------------------------------------------------------- generator
     @torch.no_grad()
@@ -630,7 +650,14 @@ class ARN(TorchDetector):
         return arrays, meta
 
     def _set_state(self, arrays, meta) -> None:
-        super()._set_state(arrays, meta)
+        prefix = "label_head."
+        super()._set_state({k: v for k, v in arrays.items() if not k.startswith(prefix)}, meta)
+        head = {k[len(prefix):]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith(prefix)}
+        if head:
+            self.module_.label_head = LabelHead(self.n_features_in_, len(head["0.weight"])).to(self.device_)
+            self.module_.label_head.load_state_dict(head)
+            self.module_.label_head.requires_grad_(False)
+            self.module_.eval()
         self.selected_epoch_ = meta.get("selected_epoch")
         reference = np.asarray(meta["reference"], dtype=np.float64)
         if reference.shape == (2, 2):  # saved before score_mode=either: no tail scale

@@ -370,3 +370,59 @@ def test_member_bagging_gives_each_discriminator_its_own_resample(bagging):
     det.training_step(torch.rand(64, 9), StepContext())
     same = all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
     assert same is not bagging  # identical data keeps them identical; a resample each sets them apart
+
+
+@pytest.fixture(scope="module")
+def beacon_problem():
+    """Normals, 10 labelled beacons (inside normal ranges: unsupervised ARN misses them), and
+    fresh normals and beacons to score."""
+    from arnstream.data.synthetic import synthetic_flows
+    from arnstream.features import RecordEncoder
+    from arnstream.features.columns import take
+
+    ds = synthetic_flows(n_normal=5000, n_anomalous=210, attacks=("beacon",), seed=3)
+    normal, beacon = np.flatnonzero(ds.y == 0), np.flatnonzero(ds.y == 1)
+    enc = RecordEncoder(ds.schema).fit(take(ds.columns, normal[:3000]))
+    X = {name: enc.transform(take(ds.columns, rows)) for name, rows in
+         (("normal", normal[:3000]), ("fresh", normal[3000:]), ("labelled", beacon[:10]), ("beacons", beacon[10:]))}
+    y = np.r_[np.zeros(3000), np.ones(10)].astype(int)
+    det = ARN(epochs=2, batch_size=256, device="cpu", score_mode="either", seed=0).fit(
+        np.vstack([X["normal"], X["labelled"]]), y, feature_groups=[(g.start, g.stop) for g in enc.categorical_groups_])
+    return det, X
+
+
+def _recall_at_fresh_tail(det, X) -> float:
+    threshold = np.quantile(det.score(X["fresh"]), 0.995)
+    return float((det.score(X["beacons"]) > threshold).mean())
+
+
+def test_labelled_anomalies_get_a_score_part_that_alerts_where_the_discriminator_cannot(beacon_problem):
+    det, X = beacon_problem
+    head = det.module_.label_head
+    assert head is not None and det.reference_.shape == (3, 3)
+    x = torch.as_tensor(X["beacons"][:30])
+    (dm, _, dt), (rm, _, rt), (wm, _, wt) = det.reference_
+    logit, log_rec = det.components(X["beacons"][:30])
+    expected = np.maximum.reduce([(logit - dm) / dt, (log_rec - rm) / rt, (head(x).numpy() - wm) / wt])
+    np.testing.assert_allclose(det.score(X["beacons"][:30]), expected, rtol=1e-4, atol=1e-4)
+    with_head = _recall_at_fresh_tail(det, X)
+    det.module_.label_head = None  # the discriminator and the reconstruction alone
+    try:
+        without = _recall_at_fresh_tail(det, X)
+    finally:
+        det.module_.label_head = head
+    assert with_head >= 0.9 and without <= 0.2, (with_head, without)
+
+
+def test_the_label_head_is_saved_traced_for_serving_and_dropped_by_a_fit_without_labels(beacon_problem):
+    det, X = beacon_problem
+    rows = np.vstack([X["fresh"][:50], X["beacons"][:50]])
+    before = det.score(rows)
+    np.testing.assert_allclose(det.serving_scorer()(rows), before, rtol=1e-5, atol=1e-5)
+    clone = ARN(**det.get_params())
+    clone.n_features_in_, clone.feature_groups_ = det.n_features_in_, det.feature_groups_
+    clone._set_state(*det._get_state())
+    np.testing.assert_allclose(clone.score(rows), before, rtol=1e-6)
+    clone.warm_start, clone.epochs = True, 1
+    clone.fit(X["normal"], feature_groups=det.feature_groups_)  # retraining without labels
+    assert clone.module_.label_head is None and clone.reference_.shape == (2, 3)
