@@ -10,6 +10,7 @@ versions. Also retrains on inverted labels, which the gate must reject.
     python scripts/feedback_quality.py [--seeds 0,1,2] [--labels 20] [--live 8000] [--attacks beacon,...]
                                       [--normal 6000] [--epochs 8] [--retrain-epochs 16] [--warm-start]
                                       [--retrain-lr-d 1e-4] [--score-mode combined|either|discriminator]
+                                      [--inverted-first]
 """
 
 from __future__ import annotations
@@ -81,9 +82,12 @@ def one_seed(seed: int, args) -> dict:
         store.add_label(make_label(rid, "anomaly", "script"))
     for rid in normals:
         store.add_label(make_label(rid, "normal", "script"))
+    if args.inverted_first:  # judged against the first model, which ranks the labelled attack at chance
+        bad = retrain(cfg, store, registry, seed=seed, invert_labels=True)
     good = retrain(cfg, store, registry, seed=seed)
     after = quality(registry.load(good.candidate), seed, attacks) if good.candidate else None
-    bad = retrain(cfg, store, registry, seed=seed, invert_labels=True)
+    if not args.inverted_first:
+        bad = retrain(cfg, store, registry, seed=seed, invert_labels=True)
     store.close()
     return {"seed": seed, "before": quality(v1, seed, attacks), "after": after, "outcome": good.outcome,
             "bad_outcome": bad.outcome, "gate": good.gate.summary() if good.gate else good.detail,
@@ -101,6 +105,8 @@ def main() -> None:
     ap.add_argument("--normal", type=int, default=6000, help="normal records the first model trains on")
     ap.add_argument("--warm-start", action="store_true", help="retrain from the current model (retrain.warm_start)")
     ap.add_argument("--retrain-lr-d", type=float, help="discriminator learning rate when retraining")
+    ap.add_argument("--inverted-first", action="store_true",
+                    help="retrain on inverted labels first, against the first model (docs/feedback.md, Not solved)")
     ap.add_argument("--score-mode", default=load_config(None, {}, {}).training.score_mode,
                     help="what both models alert on (training.score_mode)")
     args = ap.parse_args()

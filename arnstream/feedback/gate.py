@@ -19,7 +19,11 @@ Both models score the same held-out evidence, each through its own encoder:
   candidate that learned it and forgot what the current model already caught (measured:
   a short retraining that lifted beacon AUC dropped brute-force AUC to 0.07).
 
-The candidate passes when neither AUC nor AUPRC trails the current model's by more than
+The candidate passes when it ranks the held-out labelled anomalies above the negatives
+better than chance with 95% confidence (beats_chance: a candidate that did not learn what
+the labels teach is no reason to replace anything; an inverted-label candidate judged
+against a model in use that ranks the labelled attack at chance was promoted without this,
+docs/feedback.md), neither AUC nor AUPRC trails the current model's by more than
 `auc_tolerance`, its false-positive rate stays within `max(current, target_fpr) +
 fpr_tolerance`, it adds alerts on at most `max_new_alert_rate` of the recent traffic (both
 rates: unless the evidence shows them above the limit with 95% confidence, clearly_above),
@@ -119,9 +123,13 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
     c = metrics("candidate")
     k = metrics("current") if current is not None else None
     reasons = []
+    n_positive, n_negative = int(is_positive.sum()), int((ranked & ~is_positive).sum())
     if not is_positive.any():
         reasons.append("no held-out labelled anomaly to validate on")
-    elif k is not None:
+    elif not beats_chance(c["auc"], n_positive, n_negative):
+        reasons.append(f"ranks the {n_positive} held-out labelled anomalies at AUC {c['auc']:.4f}, not better than "
+                       f"chance with 95% confidence (that needs {chance_bar(n_positive, n_negative):.4f})")
+    if is_positive.any() and k is not None:
         for name in ("auc", "auprc"):
             if c[name] < k[name] - auc_tolerance:
                 reasons.append(f"{name.upper()} {c[name]:.4f} < current {k[name]:.4f} - {auc_tolerance}")
@@ -139,8 +147,8 @@ def run_gate(candidate, current, positives: Sequence[dict], negatives: Sequence[
     if len(alerts) >= MIN_ALERTS_FOR_RECALL and c["alert_recall"] < min_alert_recall:
         reasons.append(f"raises {c['alert_recall']:.3f} of the current model's {len(alerts)} recent alerts "
                        f"< {min_alert_recall}")
-    return GateReport(not reasons, int(is_positive.sum()), int((ranked & ~is_positive).sum()),
-                      int(is_recent.sum()), c, k, n_alerts=len(alerts), n_reference=n_reference, reasons=reasons)
+    return GateReport(not reasons, n_positive, n_negative, int(is_recent.sum()), c, k, n_alerts=len(alerts),
+                      n_reference=n_reference, reasons=reasons)
 
 
 def cross_fitted_fpr(normal_scores: np.ndarray, target_fpr: float) -> float:
@@ -155,6 +163,21 @@ def cross_fitted_fpr(normal_scores: np.ndarray, target_fpr: float) -> float:
         return float("nan")
     rates = [(b > np.quantile(a, 1.0 - target_fpr, method="higher")).mean() for a, b in (halves, halves[::-1])]
     return float(np.mean(rates))
+
+
+def chance_bar(n_positive: int, n_negative: int, z: float = 1.645) -> float:
+    """The AUC above which a ranking of n_positive against n_negative records is better than
+    chance with 95% confidence (one-sided): the Mann-Whitney statistic's standard error when
+    both come from one distribution is sqrt((n_pos + n_neg + 1) / (12 n_pos n_neg)). Five
+    held-out anomalies against 2,000 normals need 0.71; one needs 0.98."""
+    if n_positive <= 0 or n_negative <= 0:
+        return float("nan")
+    return 0.5 + z * float(np.sqrt((n_positive + n_negative + 1) / (12.0 * n_positive * n_negative)))
+
+
+def beats_chance(auc: float, n_positive: int, n_negative: int) -> bool:
+    bar = chance_bar(n_positive, n_negative)
+    return bool(not np.isnan(auc) and not np.isnan(bar) and auc > bar)
 
 
 def clearly_above(share: float, n: int, limit: float, z: float = 1.645) -> bool:

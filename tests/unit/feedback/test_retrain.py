@@ -5,7 +5,7 @@ import pytest
 from arnstream.config import load_config
 from arnstream.features import RecordEncoder
 from arnstream.feedback import FeedbackStore, make_label, retrain, retrain_due
-from arnstream.feedback.gate import clearly_above, cross_fitted_fpr, run_gate, score_records
+from arnstream.feedback.gate import beats_chance, chance_bar, clearly_above, cross_fitted_fpr, run_gate, score_records
 from arnstream.feedback.retrain import HELD_OUT_MAX, RetrainLock, _clearly_normal, split_labels, split_recent
 from arnstream.feedback.store import LabelledRecord
 from arnstream.registry import REFERENCE_FILE, Registry
@@ -186,6 +186,24 @@ def test_the_gate_rejects_a_candidate_that_ranks_labelled_anomalies_worse(tmp_pa
     assert not report.passed and any("AUC" in r for r in report.reasons)
     assert report.candidate["auc"] < report.current["auc"]
     assert run_gate(good, good, positives, negatives[:50], negatives[50:], **kwargs).passed
+
+
+def test_the_gate_rejects_a_candidate_that_ranks_labelled_anomalies_at_chance_even_beside_one_as_bad(tmp_path):
+    """"Not worse than the model in use" is no reason to promote when both rank what the analysts
+    labelled at chance (labels the candidate could not learn, or learned inverted)."""
+    model, _ = _clean_and_contaminated(tmp_path, "scan")
+    probe, _ = FlowSimulator(seed=3, prefix="probe").batch(2000)
+    labelled, negatives = probe[:6], probe[6:]  # "anomalies" that are ordinary normal records
+    report = run_gate(model, model, labelled, negatives[:500], negatives[500:], auc_tolerance=0.01,
+                      fpr_tolerance=0.005, target_fpr=0.001)
+    assert abs(report.candidate["auc"] - report.current["auc"]) < 1e-9  # not worse: the same model
+    assert not report.passed and [r for r in report.reasons if "not better than chance" in r], report.reasons
+
+
+def test_better_than_chance_asks_more_of_fewer_held_out_anomalies():
+    assert 0.70 < chance_bar(5, 2000) < 0.72 and 0.97 < chance_bar(1, 2000) < 0.99
+    assert beats_chance(0.99, 5, 2000) and not beats_chance(0.6, 5, 2000)
+    assert not beats_chance(float("nan"), 5, 2000) and not beats_chance(1.0, 5, 0)
 
 
 def test_the_gate_measures_false_positives_on_reference_records_and_caps_new_alerts(tmp_path):
