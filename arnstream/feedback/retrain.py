@@ -278,7 +278,8 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
                       [x.record for x in gate_labels if x.y == 0], gate_recent,
                       auc_tolerance=r.auc_tolerance, fpr_tolerance=r.fpr_tolerance,
                       target_fpr=cfg.training.target_fpr, max_new_alert_rate=r.max_new_alert_rate,
-                      alerts=gate_alerts, min_alert_recall=r.min_alert_recall, reference=reference)
+                      alerts=gate_alerts, min_alert_recall=r.min_alert_recall, reference=reference,
+                      alert_span=store.alert_span(HELD_OUT_MAX))
     base.candidate, base.gate = result.version, report
     if report.passed:
         registry.promote(result.version)

@@ -167,6 +167,21 @@ class FeedbackStore:
         labelled, newest first."""
         return self._recent_unlabelled(flagged=True, limit=limit)
 
+    def alert_span(self, limit: int) -> tuple[int, int]:
+        """The span `recent_flagged(limit)` comes from: how many records were scored from the
+        oldest of those alerts on, and how many records in it the serving model flagged and an
+        analyst labelled normal (false alarms triaged away, which recent_flagged leaves out)."""
+        oldest = self.db.execute(
+            "SELECT MIN(rowid) FROM (SELECT rowid FROM scored WHERE flagged = 1 AND record_id NOT IN "
+            "(SELECT record_id FROM labels) ORDER BY rowid DESC LIMIT ?)", (limit,)).fetchone()[0]
+        if oldest is None:
+            return 0, 0
+        scored = self.db.execute("SELECT COUNT(*) FROM scored WHERE rowid >= ?", (oldest,)).fetchone()[0]
+        triaged = self.db.execute(
+            "SELECT COUNT(*) FROM scored JOIN labels USING (record_id) WHERE scored.rowid >= ? AND scored.flagged = 1 "
+            "AND labels.label = ?", (oldest, VALUES["normal"])).fetchone()[0]
+        return scored, triaged
+
     def _recent_unlabelled(self, flagged: bool, limit: int) -> list[tuple[str, dict]]:
         rows = self.db.execute(
             "SELECT record_id, record FROM scored WHERE flagged = ? AND record_id NOT IN "

@@ -5,8 +5,22 @@ import pytest
 from arnstream.config import load_config
 from arnstream.features import RecordEncoder
 from arnstream.feedback import FeedbackStore, make_label, retrain, retrain_due
-from arnstream.feedback.gate import beats_chance, chance_bar, clearly_above, cross_fitted_fpr, run_gate, score_records
-from arnstream.feedback.retrain import HELD_OUT_MAX, RetrainLock, _clearly_normal, split_labels, split_recent
+from arnstream.feedback.gate import (
+    beats_chance,
+    chance_bar,
+    clearly_above,
+    cross_fitted_fpr,
+    expected_false_alerts,
+    run_gate,
+    score_records,
+)
+from arnstream.feedback.retrain import (
+    HELD_OUT_MAX,
+    RetrainLock,
+    _clearly_normal,
+    split_labels,
+    split_recent,
+)
 from arnstream.feedback.store import LabelledRecord
 from arnstream.registry import REFERENCE_FILE, Registry
 from arnstream.schema import FlowSchema
@@ -276,6 +290,28 @@ def test_the_gate_rejects_a_candidate_that_stops_raising_the_current_models_aler
     assert report.current["alert_recall"] > 0.9 > report.candidate["alert_recall"]
     assert not report.passed and any("recent alerts" in r for r in report.reasons)
     assert run_gate(current, current, scans, normals[:50], normals[50:], alerts=floods, **kwargs).passed
+
+
+def test_the_current_models_false_alarms_do_not_hold_a_better_candidate_to_repeating_them(tmp_path):
+    good, _ = _clean_and_contaminated(tmp_path, "scan")
+    probe, truth = FlowSimulator(seed=3, attacks=("scan",), attack_fraction=0.2, prefix="probe").batch(3000)
+    scans = [r for r, t in zip(probe, truth) if t == "scan"][:20]
+    normals = [r for r, t in zip(probe, truth) if t == "normal"]
+    reference, _ = FlowSimulator(seed=4, prefix="reference").batch(1000)
+    trigger_happy = Registry(tmp_path / "registry").load("v0001")  # the model in use, alerting on 3% of normals
+    trigger_happy.detector.threshold_ = float(np.quantile(score_records(trigger_happy, reference), 0.97))
+    live, _ = FlowSimulator(seed=5, prefix="live").batch(2000)
+    live_scores = score_records(trigger_happy, live)
+    false_alarms = [r for r, s in zip(live, live_scores) if s > trigger_happy.detector.threshold_]
+    kwargs = dict(auc_tolerance=0.01, fpr_tolerance=0.005, target_fpr=0.001, min_alert_recall=0.9,
+                  reference=reference, alerts=false_alarms)
+    blind = run_gate(good, trigger_happy, scans, normals[:50], normals[50:], **kwargs)
+    assert len(false_alarms) >= 30 and not blind.passed and any("recent alerts" in r for r in blind.reasons)
+    informed = run_gate(good, trigger_happy, scans, normals[:50], normals[50:], alert_span=(len(live), 0), **kwargs)
+    assert informed.false_alerts > 0.6 * len(false_alarms) and informed.passed, informed.reasons
+    # alerts analysts already triaged as false are gone from the alerts: they are not expected twice
+    assert expected_false_alerts(0.03, (2000, 60), 60) == 0.0 and expected_false_alerts(0.03, (2000, 0), 40) == 40
+    assert expected_false_alerts(float("nan"), (2000, 0), 40) == 0.0
 
 
 def test_a_warm_start_continues_from_the_current_model_and_leaves_it_untouched(tmp_path):

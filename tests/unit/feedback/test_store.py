@@ -114,3 +114,13 @@ def test_many_rows_are_written_in_chunks_and_a_repeated_id_keeps_its_last_row(tm
         assert s.db.execute("SELECT record FROM scored WHERE record_id = 'r39'").fetchone()[0] == rows[39][4]
     finally:
         s.close()
+
+
+def test_the_alert_span_counts_records_scored_since_the_oldest_unlabelled_alert(store):
+    assert store.alert_span(10) == (0, 0)
+    store.put_scored(_rows(["n1", "f1"], flagged=False) + _rows(["f2", "f3"], flagged=True), now=1.0)
+    store.put_scored(_rows(["n2", "n3"]) + _rows(["f4"], flagged=True), now=2.0)
+    store.add_label(make_label("f3", "normal", "ana"))  # a false alarm triaged away
+    store.add_label(make_label("n2", "normal", "ana"))  # not an alert: not counted as triaged
+    assert store.alert_span(10) == (5, 1)  # from f2 on: f2, f3, n2, n3, f4
+    assert store.alert_span(1) == (1, 0)  # f4 alone
