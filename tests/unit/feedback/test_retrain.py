@@ -220,14 +220,22 @@ def test_better_than_chance_asks_more_of_fewer_held_out_anomalies():
     assert not beats_chance(float("nan"), 5, 2000) and not beats_chance(1.0, 5, 0)
 
 
-def test_the_gate_measures_false_positives_on_reference_records_and_caps_new_alerts(tmp_path):
+def _good_and_trigger_happy(tmp_path, normal_alert_share: float):
+    """A model trained on clean traffic, the same model alerting on `normal_alert_share` of
+    normal records, labelled scans, normal records and 1,000 declared-normal reference records."""
     good, _ = _clean_and_contaminated(tmp_path, "scan")
     probe, truth = FlowSimulator(seed=3, attacks=("scan",), attack_fraction=0.2, prefix="probe").batch(3000)
-    positives = [r for r, t in zip(probe, truth) if t == "scan"][:20]
-    negatives = [r for r, t in zip(probe, truth) if t == "normal"]
+    scans = [r for r, t in zip(probe, truth) if t == "scan"][:20]
+    normals = [r for r, t in zip(probe, truth) if t == "normal"]
     reference, _ = FlowSimulator(seed=4, prefix="reference").batch(1000)
-    trigger_happy = Registry(tmp_path / "registry").load("v0001")  # the same model, alerting on 5% of normals
-    trigger_happy.detector.threshold_ = float(np.quantile(score_records(trigger_happy, reference), 0.95))
+    trigger_happy = Registry(tmp_path / "registry").load("v0001")
+    trigger_happy.detector.threshold_ = float(np.quantile(score_records(trigger_happy, reference),
+                                                          1.0 - normal_alert_share))
+    return good, trigger_happy, scans, normals, reference
+
+
+def test_the_gate_measures_false_positives_on_reference_records_and_caps_new_alerts(tmp_path):
+    good, trigger_happy, positives, negatives, reference = _good_and_trigger_happy(tmp_path, 0.05)
     kwargs = dict(auc_tolerance=0.01, target_fpr=0.001, reference=reference)
     report = run_gate(trigger_happy, good, positives, negatives[:50], negatives[50:], fpr_tolerance=0.005, **kwargs)
     assert report.n_reference == 1000 and report.candidate["fpr"] > 0.04 > 0.01 > report.current["fpr"]
@@ -293,13 +301,7 @@ def test_the_gate_rejects_a_candidate_that_stops_raising_the_current_models_aler
 
 
 def test_the_current_models_false_alarms_do_not_hold_a_better_candidate_to_repeating_them(tmp_path):
-    good, _ = _clean_and_contaminated(tmp_path, "scan")
-    probe, truth = FlowSimulator(seed=3, attacks=("scan",), attack_fraction=0.2, prefix="probe").batch(3000)
-    scans = [r for r, t in zip(probe, truth) if t == "scan"][:20]
-    normals = [r for r, t in zip(probe, truth) if t == "normal"]
-    reference, _ = FlowSimulator(seed=4, prefix="reference").batch(1000)
-    trigger_happy = Registry(tmp_path / "registry").load("v0001")  # the model in use, alerting on 3% of normals
-    trigger_happy.detector.threshold_ = float(np.quantile(score_records(trigger_happy, reference), 0.97))
+    good, trigger_happy, scans, normals, reference = _good_and_trigger_happy(tmp_path, 0.03)  # the model in use
     live, _ = FlowSimulator(seed=5, prefix="live").batch(2000)
     live_scores = score_records(trigger_happy, live)
     false_alarms = [r for r, s in zip(live, live_scores) if s > trigger_happy.detector.threshold_]
