@@ -246,6 +246,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
     if reference:
         train_recent, n_suspect = _clearly_normal(current, train_recent, reference)
     gate_alerts = [record for _, record in store.recent_flagged(HELD_OUT_MAX)]  # never train: all judge
+    alert_span = store.alert_span(HELD_OUT_MAX)  # now: serve goes on scoring while the candidate trains
     counts = {"recent_normals": len(train_recent), "suspect_normals_left_out": n_suspect,
               "calibration_normals": len(calibration),
               "calibrated_on": "recent" if calibrate_on_recent else "reference",
@@ -279,7 +280,7 @@ def _retrain_locked(cfg, store, registry, trigger, seed, progress, invert_labels
                       auc_tolerance=r.auc_tolerance, fpr_tolerance=r.fpr_tolerance,
                       target_fpr=cfg.training.target_fpr, max_new_alert_rate=r.max_new_alert_rate,
                       alerts=gate_alerts, min_alert_recall=r.min_alert_recall, reference=reference,
-                      alert_span=store.alert_span(HELD_OUT_MAX))
+                      alert_span=alert_span)
     base.candidate, base.gate = result.version, report
     if report.passed:
         registry.promote(result.version)
