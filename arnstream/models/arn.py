@@ -192,13 +192,6 @@ def noisy_labels(target: float, n: int, step: int, smooth: float, flip: float, d
     return y
 
 
-def _scale_stats(values: np.ndarray) -> list[float]:
-    """A score part's median, IQR (score_mode=combined) and distance from the median to the
-    TAIL_QUANTILE (score_mode=either) on normal rows."""
-    q1, med, q3, tail = np.quantile(values.astype(np.float64), [0.25, 0.5, 0.75, TAIL_QUANTILE])
-    return [med, max(q3 - q1, 1e-6), max(tail - med, 1e-6)]
-
-
 def _cycled(x: torch.Tensor, k: int) -> torch.Tensor:
     """The batch's first k rows; past its end, the batch again (negative shares above 1)."""
     if k <= len(x):
@@ -597,7 +590,11 @@ class ARN(TorchDetector):
     def _fit_reference(self, ref: np.ndarray) -> None:
         """Per component on training normals: median, IQR (score_mode=combined) and the
         distance from the median to the TAIL_QUANTILE (score_mode=either)."""
-        self.reference_ = np.asarray([_scale_stats(v) for v in self._component_arrays(ref)], dtype=np.float64)
+        stats = []
+        for v in self._component_arrays(ref):
+            q1, med, q3, tail = np.quantile(v.astype(np.float64), [0.25, 0.5, 0.75, TAIL_QUANTILE])
+            stats.append([med, max(q3 - q1, 1e-6), max(tail - med, 1e-6)])
+        self.reference_ = np.asarray(stats, dtype=np.float64)
 
     def alternative_scores(self, X) -> dict[str, np.ndarray]:
         """Every scoring of this model (SCORE_MODES): D alone, and D with the reconstruction error."""

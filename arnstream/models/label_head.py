@@ -61,10 +61,7 @@ def fit_label_head(normal: torch.Tensor, anomalies: torch.Tensor, seed: int) -> 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    head.eval()
-    for p in head.parameters():
-        p.requires_grad_(False)
-    return head
+    return head.eval().requires_grad_(False)
 
 
 @torch.no_grad()
