@@ -1,0 +1,95 @@
+"""Serve's typed fast path: what it accepts, and that it changes no output."""
+
+import dataclasses
+
+import numpy as np
+import orjson
+import pytest
+
+from arnstream.features import RecordEncoder
+from arnstream.models import make_detector
+from arnstream.models.serialization import LoadedArtifact
+from arnstream.schema import FlowSchema
+from arnstream.stream.client import Message
+from arnstream.stream.scoring import ScoringModel, decode_batch, score_messages
+from arnstream.stream.simulator import FlowSimulator
+from arnstream.stream.typed_decode import TypedDecoder
+
+
+@pytest.fixture(scope="module")
+def model():
+    records, _ = FlowSimulator(seed=0).batch(2000)
+    enc = RecordEncoder(FlowSchema.load("flowsim")).fit(records)
+    X = enc.transform(records)
+    det = make_detector("iforest", seed=0, n_estimators=30).fit(X)
+    det.calibrate(X, fpr=0.01)
+    art = LoadedArtifact(det, enc.to_dict(), {"feature_profile": {"mean": X.mean(0).tolist(),
+                                                                  "std": X.std(0).tolist()}})
+    return ScoringModel.from_artifact("v0003", art)
+
+
+def _messages(values):
+    return [Message("live", i % 2, i, v) for i, v in enumerate(values)]
+
+
+def _outputs(result):
+    return [(o.topic_key, o.value, o.key, o.headers) for o in result.all_outputs()]
+
+
+def test_a_clean_batch_takes_the_typed_path_and_changes_no_output(model):
+    records, _ = FlowSimulator(seed=1, attacks=("synflood", "exfiltration"), attack_fraction=0.2).batch(300)
+    records[3]["flow_id"] = 12345  # an integer id is the id as text
+    records[4]["flow_id"] = ""  # an empty id: the Kafka position
+    del records[5]["flow_id"]  # no id: the Kafka position
+    records[6]["extra"] = {"nested": [1, 2]}  # fields the schema does not name are ignored, kept in alerts
+    msgs = _messages([orjson.dumps(r) for r in records])
+    typed = decode_batch(msgs, model)
+    assert typed.records is None  # the typed path
+    general_model = dataclasses.replace(model)
+    general_model.typed = None
+    general = decode_batch(msgs, general_model)
+    assert general.records is not None
+    np.testing.assert_array_equal(typed.encoded.X, general.encoded.X)
+    fast, slow = score_messages(msgs, model, keep_records=True), score_messages(msgs, general_model, keep_records=True)
+    assert fast.n_anomalies > 0 and _outputs(fast) == _outputs(slow)
+    assert fast.retained == slow.retained
+    ids = [orjson.loads(v)["id"] for v in fast.score_values]
+    assert ids[3:6] == ["12345", "live:0:4", "live:1:5"]
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r.update(src_bytes=True),  # a bool where a number belongs (the general path reads it as 1)
+    lambda r: r.update(service=80),  # a number as category (compared as text by the general path)
+    lambda r: r.pop("duration"),  # missing field
+    lambda r: r.update(duration=None),
+    lambda r: r.update(flow_id=1.5),  # an id of another type
+    lambda r: r.update(src_bytes=-1),  # below the schema's minimum: the encoder rejects it
+])
+def test_any_record_the_typed_path_does_not_take_sends_the_batch_the_general_way(model, change):
+    records, _ = FlowSimulator(seed=2).batch(20)
+    change(records[7])
+    msgs = _messages([orjson.dumps(r) for r in records])
+    decoded = decode_batch(msgs, model)
+    assert decoded.records is not None
+    general_model = dataclasses.replace(model)
+    general_model.typed = None
+    assert _outputs(score_messages(msgs, model)) == _outputs(score_messages(msgs, general_model))
+
+
+@pytest.mark.parametrize("value", [b"{oops", b"", None, b"[1, 2]", b"3", b'{"a": 1}'])
+def test_what_is_not_one_record_object_is_left_to_the_general_path(value):
+    decoder = TypedDecoder(FlowSchema.load("flowsim"), "flow_id")
+    good, _ = FlowSimulator(seed=3).batch(2)
+    assert decoder.columns([orjson.dumps(good[0]), orjson.dumps(good[1])]) is not None
+    assert decoder.columns([orjson.dumps(good[0]), value, orjson.dumps(good[1])]) is None
+
+
+def test_columns_are_typed_for_the_encoder_and_any_field_name_works():
+    schema = FlowSchema.from_dict({"name": "odd", "fields": [
+        {"name": "bytes in", "kind": "numeric"}, {"name": "proto-name", "kind": "categorical"},
+        {"name": "id", "kind": "key"}]})
+    decoder = TypedDecoder(schema, "id")
+    columns, ids = decoder.columns([b'{"bytes in": 3, "proto-name": "tcp", "id": "a"}',
+                                    b'{"bytes in": 2.5, "proto-name": "udp"}'])
+    assert columns["bytes in"].dtype == np.float64 and columns["bytes in"].tolist() == [3.0, 2.5]
+    assert columns["proto-name"].tolist() == ["tcp", "udp"] and ids == ["a", None]
