@@ -4,26 +4,9 @@ import numpy as np
 import orjson
 import pytest
 
-from arnstream.models import make_detector
-from arnstream.models.serialization import LoadedArtifact
 from arnstream.stream.client import Message
-from arnstream.stream.scoring import REASON_HEADER, SOURCE_HEADER, ScoringModel, reason_category, score_messages
+from arnstream.stream.scoring import REASON_HEADER, SOURCE_HEADER, reason_category, score_messages
 from arnstream.stream.simulator import FlowSimulator
-
-
-@pytest.fixture(scope="module")
-def model():
-    from arnstream.features import RecordEncoder
-    from arnstream.schema import FlowSchema
-
-    records, _ = FlowSimulator(seed=0).batch(3000)
-    enc = RecordEncoder(FlowSchema.load("flowsim")).fit(records)
-    X = enc.transform(records)
-    det = make_detector("iforest", seed=0, n_estimators=50).fit(X)
-    det.calibrate(X, fpr=0.01)
-    art = LoadedArtifact(det, enc.to_dict(), {"feature_profile": {"mean": X.mean(0).tolist(),
-                                                                  "std": X.std(0).tolist()}})
-    return ScoringModel.from_artifact("v0007", art)
 
 
 def _messages(values):

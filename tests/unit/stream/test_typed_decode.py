@@ -6,26 +6,11 @@ import numpy as np
 import orjson
 import pytest
 
-from arnstream.features import RecordEncoder
-from arnstream.models import make_detector
-from arnstream.models.serialization import LoadedArtifact
 from arnstream.schema import FlowSchema
 from arnstream.stream.client import Message
-from arnstream.stream.scoring import ScoringModel, decode_batch, score_messages
+from arnstream.stream.scoring import decode_batch, score_messages
 from arnstream.stream.simulator import FlowSimulator
 from arnstream.stream.typed_decode import TypedDecoder
-
-
-@pytest.fixture(scope="module")
-def model():
-    records, _ = FlowSimulator(seed=0).batch(2000)
-    enc = RecordEncoder(FlowSchema.load("flowsim")).fit(records)
-    X = enc.transform(records)
-    det = make_detector("iforest", seed=0, n_estimators=30).fit(X)
-    det.calibrate(X, fpr=0.01)
-    art = LoadedArtifact(det, enc.to_dict(), {"feature_profile": {"mean": X.mean(0).tolist(),
-                                                                  "std": X.std(0).tolist()}})
-    return ScoringModel.from_artifact("v0003", art)
 
 
 def _messages(values):
