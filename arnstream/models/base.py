@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +20,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# Normal rows above the threshold that calibration should see: with k of them the threshold's
+# rate on fresh traffic is a Beta(k, n + 1 - k) draw, about +-1/sqrt(k) of the target (k = 1:
+# as likely twice the target as half of it)
+MIN_EXCEEDANCES = 10
 
 
 class Detector:
@@ -89,6 +97,11 @@ class Detector:
         scores = self.score(X_normal)
         self.threshold_ = float(np.quantile(scores, 1.0 - fpr, method="higher"))
         self.threshold_fpr_ = float(fpr)
+        if len(scores) * fpr < MIN_EXCEEDANCES:
+            log.warning("alert threshold for a %g false-positive rate set on %d normal records, %d of them above it: "
+                        "its rate on fresh traffic can be off by a factor of two or more (%d records give %d above); "
+                        "calibrate on more normal traffic or raise training.target_fpr", fpr, len(scores),
+                        int((scores > self.threshold_).sum()), int(np.ceil(MIN_EXCEEDANCES / fpr)), MIN_EXCEEDANCES)
         return self.threshold_
 
     def predict(self, X) -> np.ndarray:

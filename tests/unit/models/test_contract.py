@@ -121,6 +121,18 @@ def test_threshold_is_calibrated_to_the_target_false_positive_rate(fitted, synth
     assert det.predict(normals).mean() == pytest.approx(0.05, abs=0.01)
 
 
+def test_a_threshold_too_few_normals_can_place_is_said_in_the_log(fitted, synthetic_problem, caplog):
+    det = fitted["ae"]
+    normals = synthetic_problem["X_train"]
+    assert len(normals) * 0.05 >= 10
+    with caplog.at_level("WARNING", logger="arnstream.models.base"):
+        det.calibrate(normals, fpr=0.05)
+        assert not caplog.records
+        det.calibrate(normals[:100], fpr=0.05)  # 5 normal records expected above it
+    assert len(caplog.records) == 1 and "set on 100 normal records" in caplog.records[0].getMessage()
+    assert "training.target_fpr" in caplog.records[0].getMessage()
+
+
 @pytest.mark.parametrize("target", ["weights.safetensors", "detector.json"])
 def test_a_tampered_artifact_is_refused(fitted, tmp_path, target):
     fitted["arn-n"].save(tmp_path / "m")
