@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # Normal rows above the threshold that calibration should see: with k of them the threshold's
 # rate on fresh traffic is a Beta(k, n + 1 - k) draw, about +-1/sqrt(k) of the target (k = 1:
-# as likely twice the target as half of it)
+# below a tenth of its mean or above twice it, each about one time in ten)
 MIN_EXCEEDANCES = 10
 
 
