@@ -1,19 +1,25 @@
 """Serve's fast path for a clean batch: JSON straight into typed structs, then columns.
 
 orjson builds a dict per record, every field included; msgspec decodes each record into a
-struct that holds only the schema's feature fields and the id field, typed as the encoder
-needs them (numbers as floats, categories as strings), and checks those types in C while it
-parses: on the reference machine ~0.9 against ~1.6 us per record, and the columns come out
-as floats with no per-value conversion left (docs/streaming.md).
+struct of the schema's fields, the features typed as the encoder needs them (numbers as
+floats, categories as strings), and checks those types in C while it parses: on the reference
+machine ~0.9 against ~1.6 us per record, and the columns come out as floats with no
+per-value conversion left (docs/streaming.md).
 
-It handles only the usual batch. A record it does not accept (not JSON, not an object, a
-missing field, a wrong type, a bool where a number belongs) makes `columns` return None, and
-serve decodes that batch the general way, which finds and words each problem; so the records
-scored, their vectors and the dead letters are the general path's either way. Each message
-is decoded on its own, never spliced into one document, so one message cannot pass as two.
+It handles only the usual batch, and only what orjson would read the same way: the struct
+holds every field the schema names and no other (a field the schema does not name would be
+skipped unread, invalid UTF-8 or an out-of-range number included), the other fields are JSON
+scalars, and an integer id is a 64-bit one. A record it does not accept (not
+JSON, not an object, a missing or unknown field, a wrong type, a bool where a number belongs)
+makes `columns` return None, and serve decodes that batch the general way, which finds and
+words each problem; so the records scored, their vectors and the dead letters are the general
+path's either way. Each message is decoded on its own, never spliced into one document, so one
+message cannot pass as two.
 """
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -21,6 +27,11 @@ from msgspec.structs import astuple
 
 from ..features.columns import Columns
 from ..schema import FlowSchema
+
+# orjson reads integers beyond [-2**63, 2**64) as floats, msgspec keeps them exact: such an id
+# would be another id by each path, so the typed one takes only 64-bit signed integers
+_ORJSON_INT = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_SCALAR = str | _ORJSON_INT | float | bool | None  # a field the encoder does not read (timestamp, label)
 
 
 class TypedDecoder:
@@ -30,14 +41,17 @@ class TypedDecoder:
         fields = schema.feature_fields  # numeric or categorical
         self.names = [f.name for f in fields]
         self.numeric = {f.name for f in fields if f.kind == "numeric"}
-        # attributes f0, f1, ... renamed to the fields' names: any name a schema uses works
         spec: list = [(f"f{i}", float if f.kind == "numeric" else str) for i, f in enumerate(fields)]
-        rename = {f"f{i}": f.name for i, f in enumerate(fields)}
+        others = [f.name for f in schema.fields if not f.is_feature and f.name != id_field]
+        spec += [(f"o{i}", _SCALAR, None) for i in range(len(others))]
         if id_field is not None:
-            spec.append(("record_id", str | int | None, None))  # absent: the id is topic:partition:offset
-            rename["record_id"] = id_field
+            spec.append(("record_id", str | _ORJSON_INT | None, None))  # absent: the id is topic:partition:offset
+        # attributes f0.., o0.. renamed to the fields' names: any name a schema uses works
+        rename = {**{f"f{i}": name for i, name in enumerate(self.names)},
+                  **{f"o{i}": name for i, name in enumerate(others)},
+                  **({"record_id": id_field} if id_field is not None else {})}
         # gc=False: strings and numbers only, no cycles, so the collector need not track them
-        record_type = msgspec.defstruct("DecodedRecord", spec, rename=rename, gc=False)
+        record_type = msgspec.defstruct("DecodedRecord", spec, rename=rename, gc=False, forbid_unknown_fields=True)
         self._decode = msgspec.json.Decoder(record_type).decode
         self._has_id = id_field is not None
 
@@ -46,11 +60,12 @@ class TypedDecoder:
         a record needs the general path."""
         try:
             records = list(map(self._decode, values))
-        except (msgspec.DecodeError, TypeError):  # ValidationError is a DecodeError; None values: TypeError
+        # ValidationError is a DecodeError; invalid UTF-8 a ValueError; a None value a TypeError
+        except (msgspec.DecodeError, ValueError, TypeError, RecursionError):
             return None
         if not records:
             return None
-        fields = list(zip(*map(astuple, records)))  # the features in order, then the id
+        fields = list(zip(*map(astuple, records)))  # the features in order, the other fields, the id last
         columns: Columns = {name: np.array(values_of_field, dtype=np.float64 if name in self.numeric else object)
                             for name, values_of_field in zip(self.names, fields)}
         return columns, (list(fields[-1]) if self._has_id else None)

@@ -26,7 +26,6 @@ def test_a_clean_batch_takes_the_typed_path_and_changes_no_output(model):
     records[3]["flow_id"] = 12345  # an integer id is the id as text
     records[4]["flow_id"] = ""  # an empty id: the Kafka position
     del records[5]["flow_id"]  # no id: the Kafka position
-    records[6]["extra"] = {"nested": [1, 2]}  # fields the schema does not name are ignored, kept in alerts
     msgs = _messages([orjson.dumps(r) for r in records])
     typed = decode_batch(msgs, model)
     assert typed.records is None  # the typed path
@@ -49,6 +48,7 @@ def test_a_clean_batch_takes_the_typed_path_and_changes_no_output(model):
     lambda r: r.update(duration=None),
     lambda r: r.update(flow_id=1.5),  # an id of another type
     lambda r: r.update(src_bytes=-1),  # below the schema's minimum: the encoder rejects it
+    lambda r: r.update(extra={"nested": [1, 2]}),  # a field the schema does not name
 ])
 def test_any_record_the_typed_path_does_not_take_sends_the_batch_the_general_way(model, change):
     records, _ = FlowSimulator(seed=2).batch(20)
@@ -59,6 +59,37 @@ def test_any_record_the_typed_path_does_not_take_sends_the_batch_the_general_way
     general_model = dataclasses.replace(model)
     general_model.typed = None
     assert _outputs(score_messages(msgs, model)) == _outputs(score_messages(msgs, general_model))
+
+
+@pytest.mark.parametrize("tail", [
+    b', "note": "\xff"}',  # invalid UTF-8 in a field the schema does not name (msgspec would skip it unread)
+    b', "label": 1e400}',  # a number orjson refuses, in a field the encoder does not read
+    b', "label": "\xff"}',
+    b', "note": ' + b"[" * 3000 + b"]" * 3000 + b"}",  # nested deeper than either decoder goes
+])
+def test_what_orjson_refuses_the_typed_path_refuses_too(model, tail):
+    records, _ = FlowSimulator(seed=4, attacks=("synflood",), attack_fraction=0.5).batch(20)
+    values = [orjson.dumps(r) for r in records]
+    values[7] = values[7][:-1] + tail
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(values[7])
+    msgs = _messages(values)
+    assert decode_batch(msgs, model).records is not None
+    general_model = dataclasses.replace(model)
+    general_model.typed = None
+    result = score_messages(msgs, model)
+    assert _outputs(result) == _outputs(score_messages(msgs, general_model))
+    assert result.rejected_reasons == ["not_json"] and result.n_scored == 19
+
+
+def test_an_integer_id_beyond_orjsons_integers_takes_the_general_path(model):
+    records, _ = FlowSimulator(seed=5).batch(5)
+    values = [orjson.dumps(r) for r in records]
+    values[2] = orjson.dumps({**records[2], "flow_id": 0}).replace(b'"flow_id":0', b'"flow_id":18446744073709551616')
+    msgs = _messages(values)
+    assert decode_batch(msgs, model).records is not None
+    ids = [orjson.loads(v)["id"] for v in score_messages(msgs, model).score_values]
+    assert ids[2] == "live:0:2"  # orjson reads it as a float: no usable id, the Kafka position
 
 
 @pytest.mark.parametrize("value", [b"{oops", b"", None, b"[1, 2]", b"3", b'{"a": 1}'])
