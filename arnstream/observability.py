@@ -71,7 +71,8 @@ class ServeMetrics:
 
 
 def start_exporter(address: str, registry: CollectorRegistry):
-    """Serve /metrics on host:port; returns the server (or None when the address is empty)."""
+    """Serve /metrics on host:port (port 0: any free one); returns the server (or None when the
+    address is empty). `exposed_address(server)` says where it listens."""
     if not address:
         return None
     host, sep, port = address.rpartition(":")
@@ -81,5 +82,11 @@ def start_exporter(address: str, registry: CollectorRegistry):
         server, _thread = start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
     except OSError as exc:
         raise ConfigError("serve.metrics_address", f"cannot listen on {address}: {exc}") from exc
-    log.info("metrics on http://%s/metrics", address)
+    log.info("metrics on http://%s/metrics", exposed_address(server))
     return server
+
+
+def exposed_address(server) -> str:
+    """host:port the exporter really listens on (the port chosen when 0 was asked)."""
+    host, port = server.server_address[:2]
+    return f"{host}:{port}"

@@ -27,7 +27,7 @@ import orjson
 from ..config import Config
 from ..errors import ArnstreamError
 from ..evaluation.metrics import detection_metrics
-from ..observability import ServeMetrics, start_exporter
+from ..observability import ServeMetrics, exposed_address, start_exporter
 from ..registry import Registry
 from ..schema import FlowSchema
 from ..trainer import alerting_params, train_on_records
@@ -129,6 +129,7 @@ def _serve_live(cfg: Config, opts: DemoOptions, registry: Registry, started: flo
     except ArnstreamError:  # the default port is taken (another serve?): any free port will do
         address = f"127.0.0.1:{free_port()}"
         server = start_exporter(address, metrics.registry)
+    address = exposed_address(server)
     stop_serving, stop_sim = threading.Event(), threading.Event()
     service = Service(cfg, registry, metrics, stop=stop_serving)
     serve_thread = threading.Thread(target=service.run, name="serve", daemon=True)
