@@ -1,6 +1,6 @@
 """Scoring a batch of Kafka messages: a plain function, tested without a broker.
 
-decode (msgspec straight into typed columns for a clean batch, else orjson) -> validate +
+decode (msgspec straight into typed columns; orjson for what that refuses) -> validate +
 encode (the training encoder) -> p(anomaly | x) -> output records for flows-scores /
 flows-alerts (msgspec), and dead letters for what could not be scored.
 """
@@ -21,7 +21,7 @@ from ..features.encoder import EncodedBatch
 from ..features.pipeline import FeaturePipeline
 from ..feedback.store import ScoredColumns
 from .client import Message
-from .typed_decode import TypedDecoder
+from .typed_decode import TypedDecoder, TypedPart
 
 _value = attrgetter("value")
 
@@ -163,12 +163,12 @@ class DecodedBatch:
     messages: list[Message]
     model: ScoringModel
     records: list | None  # the decoded records that were objects, in message order (None: the typed path)
-    kept: list[int]  # records[i] came from messages[kept[i]]
+    kept: list[int]  # records[i] (or scored row i, on the typed path) came from messages[kept[i]]
     encoded: EncodedBatch  # rows index `records`
     seen: list | None  # per encoded row, the record with its window features (None: no windows)
     dead_letters: list[Output]
     reasons: list[str]
-    raw_ids: list | None = None  # the typed path: each record's id field as sent (None where absent)
+    raw_ids: list | None = None  # the typed path: each scored row's id field as sent (None where absent)
 
     def record(self, i: int) -> dict:
         """records[i] as a dict (the typed path decodes only alerts' records in full)."""
@@ -176,21 +176,45 @@ class DecodedBatch:
 
 
 def decode_batch(messages: list[Message], model: ScoringModel) -> DecodedBatch:
-    """Decode, validate and encode: everything before the discriminator. A clean batch
-    takes the typed path; one with any record it does not take, the general one (orjson)."""
+    """Decode, validate and encode: everything before the discriminator. The records the typed
+    path takes go that way, the rest (and a batch it mostly refuses) the general one (orjson),
+    which words every rejection."""
     if model.typed is not None:
-        typed = model.typed.columns(list(map(_value, messages)))
-        if typed is not None:
-            encoded = model.encoder.transform_batch(typed[0])
-            if not encoded.rejected:  # a rejection is worded by the general path
-                return DecodedBatch(messages, model, None, list(range(len(messages))), encoded, None, [], [],
-                                    typed[1])
+        part = model.typed.decode(list(map(_value, messages)))
+        if part is not None:
+            return _typed_batch(messages, model, part)
+    return _general_batch(messages, model)
+
+
+def _general_batch(messages: list[Message], model: ScoringModel) -> DecodedBatch:
     records, kept, dead, reasons = _decode_json(messages)
     encoded, seen = model.features.transform_with_records(records)
     for rej in encoded.rejected:
         dead.append(dead_letter(messages[kept[rej.row]], rej.field, rej.reason))
         reasons.append(reason_category(rej.field, rej.reason))
     return DecodedBatch(messages, model, records, kept, encoded, seen, dead, reasons)
+
+
+def _typed_batch(messages: list[Message], model: ScoringModel, part: TypedPart) -> DecodedBatch:
+    """The typed records encoded; the refused ones, and those the encoder rejects (their reason
+    is worded by the general path), decoded the general way; rows merged in message order."""
+    encoded = model.encoder.transform_batch(part.columns) if part.columns is not None else None
+    general = sorted(part.refused + ([part.accepted[r.row] for r in encoded.rejected] if encoded else []))
+    if not general:  # the usual batch: every record typed and scored
+        return DecodedBatch(messages, model, None, part.accepted, encoded, None, [], [], part.ids)
+    rest = _general_batch([messages[i] for i in general], model)
+    rows_typed = encoded.rows.tolist() if encoded else []
+    rows_rest = rest.encoded.rows.tolist()
+    positions = [part.accepted[r] for r in rows_typed] + [general[rest.kept[r]] for r in rows_rest]
+    order = np.argsort(positions, kind="stable")
+    X = np.concatenate([encoded.X, rest.encoded.X]) if encoded else rest.encoded.X
+    ids = None
+    if model.id_field is not None:  # each scored record's id field as sent, typed or not
+        sent = [part.ids[r] for r in rows_typed] + [rest.records[r].get(model.id_field) for r in rows_rest]
+        ids = [sent[k] for k in order.tolist()]
+    merged = EncodedBatch(X=X[order], rows=np.arange(len(positions)))
+    return DecodedBatch(messages, model, None, [positions[k] for k in order.tolist()], merged, None,
+                        rest.dead_letters, rest.reasons, ids)
 
 
 def _decode_json(messages: list[Message]) -> tuple[list, list[int], list[Output], list[str]]:
@@ -238,7 +262,7 @@ def result_of(decoded: DecodedBatch, scores: np.ndarray, top_k: int = 3,
     if model.id_field is None:
         ids = sources
     else:  # the record's own id where it has a usable one
-        own = (decoded.raw_ids if decoded.raw_ids is not None  # (the typed path scores every record)
+        own = (decoded.raw_ids if decoded.raw_ids is not None  # (the typed path: one per scored row)
                else map(methodcaller("get", model.id_field), map(records.__getitem__, rows)))
         ids = [v if type(v) is str and v else (_id_text(v) or source) for v, source in zip(own, sources)]
     docs = list(map(ScoreDoc, ids, score_list, repeat(threshold), flag_list, repeat(version), top, sources))

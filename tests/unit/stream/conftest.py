@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from arnstream.features import RecordEncoder
@@ -9,7 +11,7 @@ from arnstream.stream.simulator import FlowSimulator
 
 
 @pytest.fixture(scope="module")
-def model() -> ScoringModel:
+def trained_model() -> ScoringModel:
     """What serve scores with, around a small Isolation Forest on simulated flows (no GAN to train)."""
     records, _ = FlowSimulator(seed=0).batch(3000)
     enc = RecordEncoder(FlowSchema.load("flowsim")).fit(records)
@@ -19,3 +21,9 @@ def model() -> ScoringModel:
     art = LoadedArtifact(det, enc.to_dict(), {"feature_profile": {"mean": X.mean(0).tolist(),
                                                                   "std": X.std(0).tolist()}})
     return ScoringModel.from_artifact("v0007", art)
+
+
+@pytest.fixture
+def model(trained_model) -> ScoringModel:
+    """The same model with state of its own (the typed decoder's pauses): no test sees another's."""
+    return dataclasses.replace(trained_model)

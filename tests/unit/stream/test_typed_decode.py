@@ -29,8 +29,7 @@ def test_a_clean_batch_takes_the_typed_path_and_changes_no_output(model):
     msgs = _messages([orjson.dumps(r) for r in records])
     typed = decode_batch(msgs, model)
     assert typed.records is None  # the typed path
-    general_model = dataclasses.replace(model)
-    general_model.typed = None
+    general_model = _general(model)
     general = decode_batch(msgs, general_model)
     assert general.records is not None
     np.testing.assert_array_equal(typed.encoded.X, general.encoded.X)
@@ -41,7 +40,13 @@ def test_a_clean_batch_takes_the_typed_path_and_changes_no_output(model):
     assert ids[3:6] == ["12345", "live:0:4", "live:1:5"]
 
 
-@pytest.mark.parametrize("change", [
+def _general(model):
+    general_model = dataclasses.replace(model)
+    general_model.typed = None
+    return general_model
+
+
+CHANGES = [
     lambda r: r.update(src_bytes=True),  # a bool where a number belongs (the general path reads it as 1)
     lambda r: r.update(service=80),  # a number as category (compared as text by the general path)
     lambda r: r.pop("duration"),  # missing field
@@ -49,16 +54,50 @@ def test_a_clean_batch_takes_the_typed_path_and_changes_no_output(model):
     lambda r: r.update(flow_id=1.5),  # an id of another type
     lambda r: r.update(src_bytes=-1),  # below the schema's minimum: the encoder rejects it
     lambda r: r.update(extra={"nested": [1, 2]}),  # a field the schema does not name
-])
-def test_any_record_the_typed_path_does_not_take_sends_the_batch_the_general_way(model, change):
-    records, _ = FlowSimulator(seed=2).batch(20)
+]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_record_the_typed_path_does_not_take_goes_the_general_way_alone(model, change):
+    records, _ = FlowSimulator(seed=2, attacks=("synflood",), attack_fraction=0.3).batch(20)
     change(records[7])
     msgs = _messages([orjson.dumps(r) for r in records])
+    assert decode_batch(msgs, model).records is None  # the other 19 stay typed
+    fast = score_messages(msgs, model, keep_records=True)
+    slow = score_messages(msgs, _general(model), keep_records=True)
+    assert _outputs(fast) == _outputs(slow) and fast.retained == slow.retained
+    np.testing.assert_array_equal(fast.scores, slow.scores)
+
+
+def test_a_batch_with_refusals_here_and_there_gives_the_general_paths_outputs(model):
+    records, _ = FlowSimulator(seed=6, attacks=("synflood", "scan"), attack_fraction=0.3).batch(60)
+    for i, change in zip((0, 9, 10, 31, 59), CHANGES):  # first, adjacent, last
+        change(records[i])
+    values = [orjson.dumps(r) for r in records]
+    values[20], values[21] = b"{oops", b""  # not JSON, empty: dead letters in between
+    msgs = _messages(values)
     decoded = decode_batch(msgs, model)
-    assert decoded.records is not None
-    general_model = dataclasses.replace(model)
-    general_model.typed = None
-    assert _outputs(score_messages(msgs, model)) == _outputs(score_messages(msgs, general_model))
+    assert decoded.records is None and len(decoded.encoded.X) == len(decoded.kept) == 60 - 2 - 2  # two rejected
+    fast = score_messages(msgs, model, keep_records=True)
+    slow = score_messages(msgs, _general(model), keep_records=True)
+    assert _outputs(fast) == _outputs(slow) and fast.retained == slow.retained
+    assert fast.rejected_reasons == slow.rejected_reasons and len(fast.rejected_reasons) == 4
+    assert fast.n_anomalies > 0
+
+
+def test_a_batch_the_typed_path_mostly_refuses_goes_the_general_way_whole_and_it_sits_out_a_while(model):
+    records, _ = FlowSimulator(seed=7).batch(20)
+    for r in records[:6]:  # more than a quarter: a producer sending a field the schema does not name
+        r["vlan"] = 7
+    dirty = _messages([orjson.dumps(r) for r in records])
+    clean = _messages([orjson.dumps(r) for r in FlowSimulator(seed=8).batch(20)[0]])
+    took = []  # per batch: did the typed path take it?
+    for batch in [dirty, clean, dirty, clean, clean, dirty] + [clean] * 5 + [dirty, clean, clean]:
+        took.append(decode_batch(batch, model).records is None)
+    # gave up: 1 batch out; gave up again: 2 out; again: 4 out; typed again (the pause back to 1)
+    assert took == [False] * 10 + [True] + [False, False, True]
+    assert _outputs(score_messages(dirty, model)) == _outputs(score_messages(dirty, _general(model)))
+    assert _outputs(score_messages(clean, model)) == _outputs(score_messages(clean, _general(model)))
 
 
 @pytest.mark.parametrize("tail", [
@@ -74,11 +113,9 @@ def test_what_orjson_refuses_the_typed_path_refuses_too(model, tail):
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(values[7])
     msgs = _messages(values)
-    assert decode_batch(msgs, model).records is not None
-    general_model = dataclasses.replace(model)
-    general_model.typed = None
+    assert 7 not in decode_batch(msgs, model).kept
     result = score_messages(msgs, model)
-    assert _outputs(result) == _outputs(score_messages(msgs, general_model))
+    assert _outputs(result) == _outputs(score_messages(msgs, _general(model)))
     assert result.rejected_reasons == ["not_json"] and result.n_scored == 19
 
 
@@ -87,7 +124,7 @@ def test_an_integer_id_beyond_orjsons_integers_takes_the_general_path(model):
     values = [orjson.dumps(r) for r in records]
     values[2] = orjson.dumps({**records[2], "flow_id": 0}).replace(b'"flow_id":0', b'"flow_id":18446744073709551616')
     msgs = _messages(values)
-    assert decode_batch(msgs, model).records is not None
+    assert model.typed.decode(list(values)).refused == [2]
     ids = [orjson.loads(v)["id"] for v in score_messages(msgs, model).score_values]
     assert ids[2] == "live:0:2"  # orjson reads it as a float: no usable id, the Kafka position
 
@@ -95,9 +132,11 @@ def test_an_integer_id_beyond_orjsons_integers_takes_the_general_path(model):
 @pytest.mark.parametrize("value", [b"{oops", b"", None, b"[1, 2]", b"3", b'{"a": 1}'])
 def test_what_is_not_one_record_object_is_left_to_the_general_path(value):
     decoder = TypedDecoder(FlowSchema.load("flowsim"), "flow_id")
-    good, _ = FlowSimulator(seed=3).batch(2)
-    assert decoder.columns([orjson.dumps(good[0]), orjson.dumps(good[1])]) is not None
-    assert decoder.columns([orjson.dumps(good[0]), value, orjson.dumps(good[1])]) is None
+    good, _ = FlowSimulator(seed=3).batch(4)
+    assert decoder.decode([orjson.dumps(g) for g in good]).refused == []
+    part = decoder.decode([orjson.dumps(good[0]), value, orjson.dumps(good[1]), orjson.dumps(good[2])])
+    assert part.refused == [1] and part.accepted == [0, 2, 3] and part.ids == ["sim-3-0", "sim-3-1", "sim-3-2"]
+    assert part.columns["duration"].tolist() == [good[i]["duration"] for i in range(3)]
 
 
 def test_columns_are_typed_for_the_encoder_and_any_field_name_works():
@@ -105,7 +144,8 @@ def test_columns_are_typed_for_the_encoder_and_any_field_name_works():
         {"name": "bytes in", "kind": "numeric"}, {"name": "proto-name", "kind": "categorical"},
         {"name": "id", "kind": "key"}]})
     decoder = TypedDecoder(schema, "id")
-    columns, ids = decoder.columns([b'{"bytes in": 3, "proto-name": "tcp", "id": "a"}',
-                                    b'{"bytes in": 2.5, "proto-name": "udp"}'])
+    part = decoder.decode([b'{"bytes in": 3, "proto-name": "tcp", "id": "a"}',
+                           b'{"bytes in": 2.5, "proto-name": "udp"}'])
+    columns, ids = part.columns, part.ids
     assert columns["bytes in"].dtype == np.float64 and columns["bytes in"].tolist() == [3.0, 2.5]
     assert columns["proto-name"].tolist() == ["tcp", "udp"] and ids == ["a", None]
