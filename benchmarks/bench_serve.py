@@ -14,7 +14,10 @@ once more without it on a new consumer group, to print what the store costs.
 
     python benchmarks/bench_serve.py [--records 100000] [--batch-size 5000] [--clients kafka-python,confluent]
                                      [--compression lz4] [--linger-ms 20] [--threads 1] [--feedback both|on]
-                                     [--repeat 1]
+                                     [--repeat 1] [--malformed 0.002]
+
+`--malformed 0.002` cuts that share of the records short (not JSON), so that serve also writes
+dead letters, as on a real feed; by default every record is valid.
 
 The machine's noise is large (runs of the same code differ by 10-20%): `--repeat 3` measures each
 backend three times, each ceiling right before its serve, and prints the median of the per-run
@@ -54,15 +57,20 @@ from arnstream.stream.serve import Service  # noqa: E402
 from arnstream.stream.simulator import FlowSimulator  # noqa: E402
 
 
-def fill_topic(cfg, topic: str, n: int) -> None:
+def fill_topic(cfg, topic: str, n: int, malformed: float = 0.0) -> None:
+    """n simulated flows; with `malformed`, that share of them cut short (not JSON), evenly spread."""
     ensure_topics(cfg.kafka, [topic], partitions=2)
     sim = FlowSimulator(seed=1, attacks=("scan", "synflood", "bruteforce", "exfiltration"))
     producer = open_producer(cfg.kafka)
+    every = round(1 / malformed) if malformed > 0 else 0
     done = 0
     while done < n:
         records, _ = sim.batch(min(10000, n - done))
-        for r in records:
-            producer.send(topic, orjson.dumps(r), r["flow_id"].encode())
+        for i, r in enumerate(records, done):
+            value = orjson.dumps(r)
+            if every and i % every == every // 2:
+                value = value[: len(value) // 2]
+            producer.send(topic, value, r["flow_id"].encode())
         producer.flush()
         done += len(records)
     producer.close()
@@ -156,6 +164,8 @@ def main() -> None:
                     help="also measure serve without the feedback store")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per backend (ceiling, then serve); with more than one, medians are printed too")
+    ap.add_argument("--malformed", type=float, default=0.0,
+                    help="share of the records cut short (dead letters), e.g. 0.002; default none")
     ap.add_argument("--rates-to", help=argparse.SUPPRESS)  # a child process's median serve rate, as JSON
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -175,7 +185,7 @@ def main() -> None:
             argv = [sys.executable, str(Path(__file__).resolve()), "--records", str(args.records),
                     "--batch-size", str(args.batch_size), "--clients", client, "--compression", args.compression,
                     "--linger-ms", str(args.linger_ms), "--threads", str(args.threads), "--feedback", args.feedback,
-                    "--repeat", str(args.repeat), "--rates-to", str(out)]
+                    "--repeat", str(args.repeat), "--malformed", str(args.malformed), "--rates-to", str(out)]
             subprocess.run(argv, check=True)
             serve_rate[client] = orjson.loads(out.read_bytes())
     if {"kafka-python", "confluent"} <= set(serve_rate):
@@ -207,7 +217,7 @@ def measure_backend(args, client: str) -> float:
         topic = f"bench-{client}"
         ensure_topics(cfg.kafka, [cfg.topics.scores, cfg.topics.alerts, cfg.topics.deadletter,
                                   f"{topic}-pt-out"])
-        fill_topic(cfg, topic, args.records)
+        fill_topic(cfg, topic, args.records, args.malformed)
         runs = []
         for i in range(args.repeat):  # each run: a new consumer group and a new store
             run_cfg = dataclasses.replace(
