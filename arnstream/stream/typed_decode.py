@@ -52,7 +52,7 @@ class TypedPart:
     refused: list[int]
 
 
-MAX_SIT_OUT = 64  # batches the typed path skips after giving up on several in a row
+MAX_SIT_OUT = 64  # the longest pause (in batches) of the typed path after batches it gave up on
 
 
 class TypedDecoder:
@@ -102,8 +102,9 @@ class TypedDecoder:
                 start = refused[-1] + 1
         self._next_sit_out = 1
         accepted = list(range(len(values)))
-        for i in reversed(refused):
-            del accepted[i]
+        if refused:
+            out = set(refused)
+            accepted = [i for i in accepted if i not in out]
         if not records:
             return TypedPart(None, None, accepted, refused)
         fields = list(zip(*map(astuple, records)))  # the features in order, the other fields, the id last
