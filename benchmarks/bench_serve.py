@@ -26,6 +26,9 @@ ratios.
 Each phase also prints its CPU cost per record (this process, every thread, plus the broker's
 process) and what that cost caps the rate at on this machine's cores: when serve's cap is below
 half the ceiling, no overlap of its work can reach the 0.5 target here; only a lower cost can.
+Serve's cost is also split by thread (its main loop, the scorer, the store writer, the feedback
+thread, the Kafka client's threads; from /proc/self/task), to see which part a change moved: a
+thread's CPU does not count the time it waits for a core or the GIL.
 """
 
 from __future__ import annotations
@@ -91,6 +94,27 @@ class CpuMeter:
         return time.process_time(), (int(fields[11]) + int(fields[12])) / self.tick  # utime, stime
 
 
+# serve's threads by name (Python's own names, the OS's for librdkafka's); the rest is "other"
+THREAD_GROUPS = (("serve", "main"), ("arnstream-score", "scorer"), ("arnstream-store", "store writer"),
+                 ("arnstream-feedback", "feedback"), ("rdk:", "librdkafka"), ("kafka", "kafka-python"))
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's live threads, summed per THREAD_GROUPS group."""
+    python_names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            name = python_names.get(int(task.name)) or (task / "comm").read_text().strip()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        group = next((g for prefix, g in THREAD_GROUPS if name.startswith(prefix)), "other")
+        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def cpu_per_record(start: tuple[float, float], end: tuple[float, float], records: int) -> dict:
     own, broker = ((b - a) / max(records, 1) for a, b in zip(start, end))
     return {"own_us": own * 1e6, "broker_us": broker * 1e6}
@@ -125,22 +149,25 @@ def pass_through(cfg, topic: str, n: int, batch_size: int, meter: CpuMeter) -> d
 def serve(cfg, topic: str, n: int, meter: CpuMeter) -> dict:
     stop = threading.Event()
     service = Service(cfg, Registry(cfg.registry.dir), topic=topic, stop=stop)
-    thread = threading.Thread(target=service.run, daemon=True)
+    thread = threading.Thread(target=service.run, name="serve", daemon=True)
     thread.start()
-    counted_from = None  # (records, cpu) once the first batch is in: the join and model load excluded
+    counted_from = None  # (records, cpu, per thread) once the first batch is in: the join and model load excluded
     while service.stats.consumed < n:
         if not thread.is_alive():
             raise RuntimeError("serve stopped")
         if counted_from is None and service.stats.consumed:
-            counted_from = (service.stats.consumed, meter.sample())
+            counted_from = (service.stats.consumed, meter.sample(), thread_cpu())
         time.sleep(0.05)
-    cost = cpu_per_record(counted_from[1], meter.sample(), service.stats.consumed - counted_from[0])
+    records = service.stats.consumed - counted_from[0]
+    cost = cpu_per_record(counted_from[1], meter.sample(), records)
+    threads = {group: (seconds - counted_from[2].get(group, 0.0)) / max(records, 1) * 1e6
+               for group, seconds in thread_cpu().items()}
     stop.set()
     thread.join(30)
     s = service.stats
     lat = list(s.recent_batch_seconds)
     return {"rate": s.consumed / (s.last_batch_at - s.first_batch_at), "p50": np.percentile(lat, 50),
-            "p99": np.percentile(lat, 99), **cost}
+            "p99": np.percentile(lat, 99), "threads": threads, **cost}
 
 
 def cpu_line(name: str, phase: dict, ceiling: float, cores: int) -> str:
@@ -149,6 +176,12 @@ def cpu_line(name: str, phase: dict, ceiling: float, cores: int) -> str:
     cap = cores * 1e6 / total
     return (f"  {name:34s} CPU {phase['own_us']:5.1f} us/record here + {phase['broker_us']:5.1f} broker = "
             f"{total:5.1f}: {cores} cores cap it at {cap:9.0f} rec/s = {cap / ceiling:.2f} of the ceiling")
+
+
+def threads_line(threads: dict[str, float]) -> str:
+    order = [g for _, g in THREAD_GROUPS] + ["other"]
+    parts = [f"{g} {threads[g]:.1f}" for g in order if threads.get(g, 0.0) >= 0.05]
+    return "    of which, per thread (us/record): " + ", ".join(parts)
 
 
 def main() -> None:
@@ -232,6 +265,7 @@ def measure_backend(args, client: str) -> float:
                   f"{sv['rate'] / pt['rate']:.2f} (target >= 0.5)", flush=True)
             print(cpu_line("pass-through", pt, pt["rate"], cores))
             print(cpu_line("serve", sv, pt["rate"], cores), flush=True)
+            print(threads_line(sv["threads"]), flush=True)
             if args.feedback == "both":
                 off = dataclasses.replace(
                     run_cfg, kafka=dataclasses.replace(run_cfg.kafka, group=f"bench-{client}-{i}-nofb"),
@@ -240,6 +274,7 @@ def measure_backend(args, client: str) -> float:
                 print(f"{client:12s} serve without the feedback store {bare['rate']:9.0f} rec/s (batch p50 "
                       f"{bare['p50'] * 1e3:6.1f} ms) | with / without {sv['rate'] / bare['rate']:.2f}")
                 print(cpu_line("serve without the feedback store", bare, pt["rate"], cores), flush=True)
+                print(threads_line(bare["threads"]), flush=True)
         if args.repeat > 1:  # each ratio pairs a ceiling with the serve measured right after it
             ratios = [sv["rate"] / pt["rate"] for pt, sv in runs]
             print(f"{client:12s} median of {args.repeat} runs: pass-through "
