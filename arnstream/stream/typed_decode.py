@@ -81,7 +81,9 @@ class TypedDecoder:
     def decode(self, values: list) -> TypedPart | None:
         """The batch's records it accepts, as columns, and the positions of those it refuses;
         None when it refuses more than a quarter of them, or sits out after such batches (the
-        general path then takes all)."""
+        general path then takes all, as it takes an empty batch)."""
+        if not values:
+            return None
         if self._sit_out:
             self._sit_out -= 1
             return None

@@ -100,6 +100,11 @@ def test_a_batch_the_typed_path_mostly_refuses_goes_the_general_way_whole_and_it
     assert _outputs(score_messages(clean, model)) == _outputs(score_messages(clean, _general(model)))
 
 
+def test_an_empty_batch_gives_no_output(model):
+    result = score_messages([], model, keep_records=True)
+    assert result.n_scored == 0 and result.all_outputs() == [] and len(result.retained) == 0
+
+
 @pytest.mark.parametrize("tail", [
     b', "note": "\xff"}',  # invalid UTF-8 in a field the schema does not name (msgspec would skip it unread)
     b', "label": 1e400}',  # a number orjson refuses, in a field the encoder does not read
