@@ -85,6 +85,30 @@ def test_a_batch_with_refusals_here_and_there_gives_the_general_paths_outputs(mo
     assert fast.n_anomalies > 0
 
 
+def test_random_mixes_of_good_and_bad_records_give_the_general_paths_outputs(model):
+    """Many small batches, each record clean, refused by the typed path, rejected by the
+    encoder or not JSON at random: the outputs always equal the general path's."""
+    rng = np.random.default_rng(0)
+    records, _ = FlowSimulator(seed=9, attacks=("synflood", "scan"), attack_fraction=0.3).batch(600)
+    breakers = CHANGES + [lambda r: r.update(src_bytes=-5.0), lambda r: r.update(flow_id=None),
+                          lambda r: r.pop("flow_id"), lambda r: r.update(service="never-seen")]
+    start = 0
+    for size in rng.integers(1, 25, size=40).tolist():
+        values = []
+        for r in records[start:start + size]:
+            r = dict(r)
+            kind = rng.random()
+            if kind < 0.25:
+                breakers[int(rng.integers(len(breakers)))](r)
+            values.append(b"{cut" if 0.25 <= kind < 0.3 else orjson.dumps(r))
+        start += size
+        msgs = _messages(values)
+        fast = score_messages(msgs, model, keep_records=True)
+        slow = score_messages(msgs, _general(model), keep_records=True)
+        assert _outputs(fast) == _outputs(slow) and fast.retained == slow.retained
+        assert fast.rejected_reasons == slow.rejected_reasons
+
+
 def test_a_batch_the_typed_path_mostly_refuses_goes_the_general_way_whole_and_it_sits_out_a_while(model):
     records, _ = FlowSimulator(seed=7).batch(20)
     for r in records[:6]:  # more than a quarter: a producer sending a field the schema does not name
