@@ -90,13 +90,26 @@ class CpuMeter:
         self.tick = os.sysconf("SC_CLK_TCK")
 
     def sample(self) -> tuple[float, float]:
-        fields = self.stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
-        return time.process_time(), (int(fields[11]) + int(fields[12])) / self.tick  # utime, stime
+        return time.process_time(), stat_cpu_seconds(self.stat, self.tick)
 
 
-# serve's threads by name (Python's own names, the OS's for librdkafka's); the rest is "other"
+def stat_cpu_seconds(stat: Path, tick: int) -> float:
+    """utime + stime of a /proc/<pid>[/task/<tid>]/stat file, in seconds."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"
+    return (int(fields[11]) + int(fields[12])) / tick
+
+
+# serve's threads by name (Python's, or the OS's for librdkafka's "rdk:..."); the rest is "other"
 THREAD_GROUPS = (("serve", "main"), ("arnstream-score", "scorer"), ("arnstream-store", "store writer"),
                  ("arnstream-feedback", "feedback"), ("rdk:", "librdkafka"), ("kafka", "kafka-python"))
+
+
+def thread_group(name: str) -> str:
+    # kafka-python names its IO threads "kafka-io-<client id>" and its producers' senders
+    # "<client id>-network-thread" (serve's: "arnstream-serve-network-thread")
+    if name.endswith("-network-thread"):
+        return "kafka-python"
+    return next((group for prefix, group in THREAD_GROUPS if name.startswith(prefix)), "other")
 
 
 def thread_cpu() -> dict[str, float]:
@@ -106,12 +119,12 @@ def thread_cpu() -> dict[str, float]:
     out: dict[str, float] = {}
     for task in Path("/proc/self/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = stat_cpu_seconds(task / "stat", tick)
             name = python_names.get(int(task.name)) or (task / "comm").read_text().strip()
         except FileNotFoundError:  # the thread ended meanwhile
             continue
-        group = next((g for prefix, g in THREAD_GROUPS if name.startswith(prefix)), "other")
-        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        group = thread_group(name)
+        out[group] = out.get(group, 0.0) + seconds
     return out
 
 
