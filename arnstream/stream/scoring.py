@@ -150,7 +150,8 @@ def reason_category(field_name: str | None, reason: str) -> str:
                              ("missing", "missing_field"), ("nan", "not_finite"),
                              ("infinite", "not_finite"), ("not a number", "wrong_type"),
                              ("expected", "wrong_type"), ("below the minimum", "out_of_range"),
-                             ("above the maximum", "out_of_range"), ("empty", "empty")):
+                             ("above the maximum", "out_of_range"), ("out of range", "out_of_range"),
+                             ("empty", "empty")):
         if needle in text:
             return category
     return "invalid"

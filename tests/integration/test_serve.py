@@ -63,7 +63,10 @@ def test_malformed_records_go_to_the_dead_letter_topic_and_serving_goes_on(broke
              b'"rerror_rate": 0, "same_srv_rate": 1, "failed_logins": 0}',  # absurd: negative duration
              b'{"flow_id": "m", "protocol": "tcp", "service": "http", "flag": "SF", "duration": "long", '
              b'"src_bytes": 1, "dst_bytes": 1, "packets": 1, "count": 1, "srv_count": 1, "serror_rate": 0, '
-             b'"rerror_rate": 0, "same_srv_rate": 1, "failed_logins": 0}']  # wrong type
+             b'"rerror_rate": 0, "same_srv_rate": 1, "failed_logins": 0}',  # wrong type
+             b'{"flow_id": "m", "protocol": "tcp", "service": "http", "flag": "SF", "duration": 1, '
+             b'"src_bytes": 1e300, "dst_bytes": 1, "packets": 1, "count": 1, "srv_count": 1, "serror_rate": 0, '
+             b'"rerror_rate": 0, "same_srv_rate": 1, "failed_logins": 0}']  # absurd: beyond the model's float32
     bad = [kinds[i % len(kinds)] for i in range(1000)]
     scores = Collected(cfg, cfg.topics.scores)
     dead = Collected(cfg, cfg.topics.deadletter, decode=False)
@@ -88,6 +91,7 @@ def test_malformed_records_go_to_the_dead_letter_topic_and_serving_goes_on(broke
     assert "missing" in reasons[kinds[4]]
     assert "below the minimum" in reasons[kinds[5]]
     assert "not a number" in reasons[kinds[6]]
+    assert "out of range" in reasons[kinds[7]]
     produced_at = [m.timestamp_ms for m in letters]  # the record's Kafka timestamp comes through
     assert all(isinstance(t, int) and abs(t / 1000 - time.time()) < 600 for t in produced_at)
     assert sum(serve.metrics.rejected.labels(r)._value.get()

@@ -58,6 +58,7 @@ def test_unknown_category_goes_to_the_unknown_bucket_not_an_error(enc):
     ({"proto": "tcp", "bytes": -5, "rate": 0.1}, "bytes", "below the minimum"),
     ({"proto": "tcp", "bytes": 5, "rate": 7}, "rate", "above the maximum"),
     ({"proto": ["tcp"], "bytes": 5, "rate": 0.1}, "proto", "expected a category"),
+    ({"proto": "tcp", "bytes": 1e300, "rate": 0.1}, "bytes", "out of range"),  # absurd: the models overflow
 ])
 def test_bad_record_raises_record_error_naming_field_and_row(enc, record, field, reason):
     with pytest.raises(RecordError) as err:
@@ -74,6 +75,19 @@ def test_batch_api_keeps_the_good_rows_and_reports_the_bad(enc):
     np.testing.assert_array_equal(out.X, enc.transform(TRAIN))
     assert [(r.row, r.field) for r in out.rejected] == [(1, "bytes"), (3, None)]
     assert "not an object" in out.rejected[1].reason
+
+
+def test_an_absurd_value_is_refused_and_a_large_one_is_encoded(enc):
+    """MAX_SCALED training ranges from the data is the edge: past it, float32 models overflow."""
+    from arnstream.features.encoder import MAX_SCALED
+
+    edge = 100 + MAX_SCALED * 200  # `bytes` trained on 100-300
+    out = enc.transform_batch([{"proto": "tcp", "bytes": b, "rate": 0.1}
+                               for b in (edge * 0.999, edge * 1.001, 1e308, 5e9)])
+    assert out.rows.tolist() == [0, 3] and np.isfinite(out.X).all()
+    assert out.X[1, 3] == pytest.approx((5e9 - 100) / 200)
+    assert [(r.row, r.field) for r in out.rejected] == [(1, "bytes"), (2, "bytes")]
+    assert "1e+308 is out of range" in out.rejected[1].reason
 
 
 def test_columns_and_records_give_the_same_matrix(enc):
