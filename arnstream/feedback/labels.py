@@ -69,7 +69,7 @@ def _checked(doc: dict) -> Label:
     if not isinstance(rid, str) or not rid.strip():
         raise RecordError("record_id", "missing or empty")
     label = doc.get("label")
-    if label not in VALUES:
+    if not isinstance(label, str) or label not in VALUES:  # (a list or an object is no dict key)
         raise RecordError("label", f"expected 'anomaly' or 'normal', got {label!r}")
     analyst = doc.get("analyst")
     if not isinstance(analyst, str) or not analyst.strip():

@@ -100,7 +100,8 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
             # bad labels: dead letters with their reasons; the service goes on
             bad = [b"not json", b"[1, 2]",
                    make_label("no-such-record", "anomaly", "ana").to_json(),
-                   orjson.dumps({"record_id": ids[0], "label": "maybe", "analyst": "ana", "at": 1.0})]
+                   orjson.dumps({"record_id": ids[0], "label": "maybe", "analyst": "ana", "at": 1.0}),
+                   orjson.dumps({"record_id": ids[0], "label": ["anomaly"], "analyst": "ana", "at": 1.0})]
             _send(cfg, cfg.topics.labels, bad)
             letters = dead.wait_for(lambda ms: len(ms) >= len(bad), 60, "dead letters of the bad labels")
             reasons = {m.value: m.header(REASON_HEADER).decode() for m in letters}
@@ -108,6 +109,7 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
             assert "JSON object" in reasons[b"[1, 2]"]
             assert "unknown record id" in reasons[bad[2]]
             assert dict(letters[3].headers)[FIELD_HEADER] == b"label"
+            assert dict(letters[4].headers)[FIELD_HEADER] == b"label"  # a list as label stopped the thread
             assert serve.thread.is_alive() and serve.service.feedback.is_alive()
 
             # analysts hunt and triage: 14 beacons caught by hand, and the first model's false

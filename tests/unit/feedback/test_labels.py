@@ -17,6 +17,8 @@ def test_a_label_round_trips_through_its_json():
     (b"[1]", None, "JSON object"),
     (orjson.dumps({"label": "anomaly", "analyst": "a", "at": 1}), "record_id", "missing"),
     (orjson.dumps({"record_id": "r", "label": "maybe", "analyst": "a", "at": 1}), "label", "'anomaly' or 'normal'"),
+    (orjson.dumps({"record_id": "r", "label": ["anomaly"], "analyst": "a", "at": 1}), "label", "'anomaly' or"),
+    (orjson.dumps({"record_id": "r", "label": {}, "analyst": "a", "at": 1}), "label", "'anomaly' or"),
     (orjson.dumps({"record_id": "r", "label": "normal", "at": 1}), "analyst", "missing"),
     (orjson.dumps({"record_id": "r", "label": "normal", "analyst": "a", "at": "yesterday"}), "at", "epoch"),
     (orjson.dumps({"record_id": "r", "label": "normal", "analyst": "a", "at": 1, "score": 3}), "score", "unknown"),
