@@ -32,6 +32,8 @@ DERIVED = ("service", "conn_state", "host_count", "host_serror_rate", "host_rerr
            "dst_host_same_srv_rate", "src_host_count")
 
 _EPOCH = dt.datetime(1970, 1, 1)  # naive UTC: river compares with a naive start
+# the last second a datetime holds (31 Dec 9999): a later (or negative) timestamp cannot be windowed
+_MAX_TS = (dt.datetime(9999, 12, 31, 23, 59, 59) - _EPOCH).total_seconds()
 
 
 def _rate(value: float) -> float:
@@ -96,6 +98,8 @@ class TrafficWindows:
         ts = r.get("ts")
         if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
             return "ts", "missing field" if ts is None else f"expected a finite number of seconds, got {ts!r:.40}"
+        if not 0 <= ts <= _MAX_TS:  # (it raised OverflowError in the windows, which stopped serve)
+            return "ts", f"value {ts:g} is out of range: seconds since 1970 up to {_MAX_TS:.0f} (year 9999)"
         for name in ("src_addr", "dst_addr"):
             if not isinstance(r.get(name), str) or not r.get(name):
                 return name, "missing field" if r.get(name) is None else "expected an address string"

@@ -50,6 +50,14 @@ def test_records_that_cannot_be_windowed_are_rejected_with_the_field():
     assert [(r, f) for r, f, _ in rejected] == [(0, "dst_port"), (1, "ts"), (2, "dst_addr"), (3, None)]
 
 
+@pytest.mark.parametrize("ts", [1e12, 1e308, -1.0])  # past year 9999 (or before 1970): OverflowError before
+def test_a_timestamp_no_date_can_hold_is_rejected_and_the_rest_windowed(ts):
+    w = TrafficWindows()
+    out, rows, rejected = w.apply([flow(1.0), flow(ts), flow(2.0)])
+    assert rows == [0, 2] and [(r, f) for r, f, _ in rejected] == [(1, "ts")]
+    assert "out of range" in rejected[0][2] and out[1]["host_count"] == 2
+
+
 def test_eviction_of_idle_keys_changes_no_feature():
     sim = NetflowSimulator(seed=3, attacks=("scan", "synflood"), rate=500.0, start=0.0)
     records, _ = sim.batch(25000)
