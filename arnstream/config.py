@@ -1,7 +1,8 @@
 """Typed configuration: YAML, then ARNSTREAM_* environment variables, then flags.
 
-Unknown keys and wrongly typed values are errors that name the key. Only cli.py passes the
-environment in; library code receives a finished Config.
+Unknown keys, wrongly typed values and values out of their range (a batch size of 0, a
+false-positive rate of 2) are errors that name the key. Only cli.py passes the environment in;
+library code receives a finished Config.
 
 Environment: ARNSTREAM_<SECTION>__<KEY>=value (e.g. ARNSTREAM_RUNTIME__THREADS=2), plus the
 documented alias ARNSTREAM_DATA_DIR for data.dir. Values are parsed as YAML scalars.
@@ -156,6 +157,43 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def _at_least(low):
+    return (lambda v: v >= low), f"at least {low}"
+
+
+def _above(low):
+    return (lambda v: v > low), f"above {low}"
+
+
+_FRACTION = (lambda v: 0 < v < 1), "between 0 and 1 (both excluded)"
+_SHARE = (lambda v: 0 <= v <= 1), "between 0 and 1"
+
+# The numbers' ranges, checked once the types are (None, where allowed, is not checked):
+# a value outside them would fail later, far from its key, or quietly do nothing.
+RANGES = {
+    "runtime.threads": _at_least(1),
+    "training.epochs": _at_least(1), "training.batch_size": _at_least(1), "training.target_fpr": _FRACTION,
+    "kafka.session_timeout_ms": _above(0), "kafka.linger_ms": _at_least(0),
+    "serve.batch_size": _at_least(1), "serve.poll_timeout_ms": _at_least(0), "serve.output_timeout_s": _above(0),
+    "serve.reload_interval_s": _above(0), "serve.wait_for_model_s": _above(0), "serve.top_features": _at_least(0),
+    "serve.drift_delta": _FRACTION, "serve.threads": _at_least(1),
+    "feedback.max_age_s": _above(0), "feedback.max_records": _at_least(1), "feedback.maintain_interval_s": _above(0),
+    "retrain.every_s": _above(0), "retrain.after_labels": _at_least(1), "retrain.min_anomaly_labels": _at_least(1),
+    "retrain.normal_window": _at_least(1), "retrain.gate_fraction": _FRACTION, "retrain.auc_tolerance": _at_least(0),
+    "retrain.fpr_tolerance": _at_least(0), "retrain.max_new_alert_rate": _SHARE,
+    "retrain.min_alert_recall": _SHARE, "retrain.weak_weight": _above(0),
+    "retrain.confirmed_normal_repeat": _at_least(1), "retrain.epochs": _at_least(1),
+}
+
+
+def _check_ranges(cfg: "Config") -> None:
+    for key, (within, words) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is not None and not within(value):
+            raise ConfigError(key, f"must be {words}, got {value!r}")
+
+
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Config:
     """Merge defaults <- YAML file <- environment <- overrides ("section.key" -> value)."""
@@ -175,7 +213,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         _set_dotted(merged, key, value)
     for key, value in (overrides or {}).items():
         _set_dotted(merged, key, value)
-    return _build(Config, merged, prefix="")
+    cfg = _build(Config, merged, prefix="")
+    _check_ranges(cfg)
+    return cfg
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
