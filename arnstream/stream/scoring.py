@@ -208,13 +208,14 @@ def _typed_batch(messages: list[Message], model: ScoringModel, part: TypedPart) 
     rows_rest = rest.encoded.rows.tolist()
     positions = [part.accepted[r] for r in rows_typed] + [general[rest.kept[r]] for r in rows_rest]
     order = np.argsort(positions, kind="stable")
+    in_order = order.tolist()
     X = np.concatenate([encoded.X, rest.encoded.X]) if encoded else rest.encoded.X
     ids = None
     if model.id_field is not None:  # each scored record's id field as sent, typed or not
         sent = [part.ids[r] for r in rows_typed] + [rest.records[r].get(model.id_field) for r in rows_rest]
-        ids = [sent[k] for k in order.tolist()]
+        ids = [sent[k] for k in in_order]
     merged = EncodedBatch(X=X[order], rows=np.arange(len(positions)))
-    return DecodedBatch(messages, model, None, [positions[k] for k in order.tolist()], merged, None,
+    return DecodedBatch(messages, model, None, [positions[k] for k in in_order], merged, None,
                         rest.dead_letters, rest.reasons, ids)
 
 
