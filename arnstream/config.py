@@ -26,6 +26,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 ENV_PREFIX = "ARNSTREAM_"
 ENV_ALIASES = {"ARNSTREAM_DATA_DIR": "data.dir"}
+# serve.max_record_bytes's default: flow records are ~0.5-2 kB; an alert carries its record and
+# score (up to twice this), which must stay under Kafka's ~1 MB message limit
+MAX_RECORD_BYTES = 256 * 1024
 
 
 @dataclass
@@ -103,6 +106,7 @@ class ServeConfig:
     top_features: int = 3  # most atypical fields reported with each score
     drift_delta: float = 0.002  # ADWIN confidence on the anomaly score
     threads: int = 1  # torch intra-op threads of serve's scorer thread: 1 beat 2 (docs/streaming.md)
+    max_record_bytes: int = MAX_RECORD_BYTES  # larger input records and labels are dead letters (cut to this)
 
 
 @dataclass
@@ -176,7 +180,7 @@ RANGES = {
     "kafka.session_timeout_ms": _above(0), "kafka.linger_ms": _at_least(0),
     "serve.batch_size": _at_least(1), "serve.poll_timeout_ms": _at_least(0), "serve.output_timeout_s": _above(0),
     "serve.reload_interval_s": _above(0), "serve.wait_for_model_s": _above(0), "serve.top_features": _at_least(0),
-    "serve.drift_delta": _FRACTION, "serve.threads": _at_least(1),
+    "serve.drift_delta": _FRACTION, "serve.threads": _at_least(1), "serve.max_record_bytes": _at_least(1024),
     "feedback.max_age_s": _above(0), "feedback.max_records": _at_least(1), "feedback.maintain_interval_s": _above(0),
     "retrain.every_s": _above(0), "retrain.after_labels": _at_least(1), "retrain.min_anomaly_labels": _at_least(1),
     "retrain.normal_window": _at_least(1), "retrain.gate_fraction": _FRACTION, "retrain.auc_tolerance": _at_least(0),

@@ -70,13 +70,13 @@ def _checked(doc: dict) -> Label:
         raise RecordError("record_id", "missing or empty")
     label = doc.get("label")
     if not isinstance(label, str) or label not in VALUES:  # (a list or an object is no dict key)
-        raise RecordError("label", f"expected 'anomaly' or 'normal', got {label!r}")
+        raise RecordError("label", f"expected 'anomaly' or 'normal', got {label!r:.60}")
     analyst = doc.get("analyst")
     if not isinstance(analyst, str) or not analyst.strip():
         raise RecordError("analyst", "missing or empty")
     at = doc.get("at")
     if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at) or at < 0:
-        raise RecordError("at", f"expected seconds since the epoch, got {at!r}")
+        raise RecordError("at", f"expected seconds since the epoch, got {at!r:.60}")
     note = doc.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE):
         raise RecordError("note", f"expected text of at most {MAX_NOTE} characters")

@@ -31,7 +31,7 @@ from .client import (
     open_producer,
     renew_producer,
 )
-from .scoring import dead_letter
+from .scoring import dead_letter, too_large_reason
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +96,15 @@ class FeedbackWorker(threading.Thread):
     def ingest(self, messages: list[Message], store: FeedbackStore, consumer, producer):
         """Join a batch of labels; dead-letter the bad ones; commit once that output is written."""
         counts: dict[str, int] = {}
+        max_bytes = self.cfg.serve.max_record_bytes
         for msg in messages:
             try:
+                if msg.value is not None and len(msg.value) > max_bytes:  # sent on whole, it could break Kafka's limit
+                    raise RecordError(None, too_large_reason(len(msg.value), max_bytes))
                 outcome = store.add_label(parse_label(msg.value))
             except RecordError as exc:
                 outcome = "rejected"
-                producer.send(self.cfg.topics.deadletter, *_dead_parts(msg, exc))
+                producer.send(self.cfg.topics.deadletter, *_dead_parts(msg, exc, max_bytes))
             counts[outcome] = counts.get(outcome, 0) + 1
         try:
             producer.flush(self.cfg.serve.output_timeout_s)
@@ -153,6 +156,6 @@ def record_outcome(metrics: ServeMetrics, outcome: RetrainOutcome) -> None:
             metrics.gate_auc.labels("current").set(outcome.gate.current["auc"])
 
 
-def _dead_parts(msg: Message, exc: RecordError):
-    out = dead_letter(msg, exc.field, exc.reason)
+def _dead_parts(msg: Message, exc: RecordError, max_bytes: int):
+    out = dead_letter(msg, exc.field, exc.reason, keep_bytes=max_bytes)
     return out.value, out.key, out.headers

@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from ..config import MAX_RECORD_BYTES
 from ..features import RecordEncoder
 from ..features.encoder import EncodedBatch
 from ..features.pipeline import FeaturePipeline
@@ -28,6 +29,10 @@ _value = attrgetter("value")
 REASON_HEADER = "arnstream-reason"
 FIELD_HEADER = "arnstream-field"
 SOURCE_HEADER = "arnstream-source"
+SIZE_HEADER = "arnstream-original-bytes"  # on a dead letter cut short: the record's whole size
+# a reason may quote the record (a field name, a value): bounded, so a dead letter stays sendable
+MAX_REASON_CHARS = 1000
+MAX_FIELD_CHARS = 200
 
 
 @dataclass
@@ -171,20 +176,56 @@ class DecodedBatch:
     reasons: list[str]
     raw_ids: list | None = None  # the typed path: each scored row's id field as sent (None where absent)
 
-    def record(self, i: int) -> dict:
-        """records[i] as a dict (the typed path decodes only alerts' records in full)."""
-        return self.records[i] if self.records is not None else orjson.loads(self.messages[self.kept[i]].value)
+    def record_json(self, i: int) -> msgspec.Raw:
+        """Encoded row i's record as received, for its alert: valid JSON (it was decoded), and no
+        larger than the message, so an alert stays within twice serve.max_record_bytes."""
+        return msgspec.Raw(self.messages[self.kept[i]].value.strip())
 
 
-def decode_batch(messages: list[Message], model: ScoringModel) -> DecodedBatch:
+def decode_batch(messages: list[Message], model: ScoringModel, max_bytes: int = MAX_RECORD_BYTES) -> DecodedBatch:
     """Decode, validate and encode: everything before the discriminator. The records the typed
     path takes go that way, the rest (and a batch it mostly refuses) the general one (orjson),
-    which words every rejection."""
+    which words every rejection. Records over max_bytes are dead letters before either."""
+    values = list(map(_value, messages))
+    oversize = _oversize(values, max_bytes)
+    if oversize:
+        return _without_oversize(messages, model, oversize, max_bytes)
     if model.typed is not None:
-        part = model.typed.decode(list(map(_value, messages)))
+        part = model.typed.decode(values)
         if part is not None:
             return _typed_batch(messages, model, part)
     return _general_batch(messages, model)
+
+
+def _oversize(values: list, max_bytes: int) -> list[int]:
+    """Positions of the values longer than max_bytes (one C-level pass when there are none)."""
+    try:
+        if max(map(len, values), default=0) <= max_bytes:
+            return []
+    except TypeError:  # a message without a value: looked at one by one
+        pass
+    return [i for i, v in enumerate(values) if v is not None and len(v) > max_bytes]
+
+
+def too_large_reason(size: int, max_bytes: int) -> str:
+    return (f"record is too large: {size:,} bytes, more than serve.max_record_bytes ({max_bytes:,}); "
+            f"its first {max_bytes:,} bytes are kept here, the whole record at its source offset")
+
+
+def _without_oversize(messages: list[Message], model: ScoringModel, oversize: list[int],
+                      max_bytes: int) -> DecodedBatch:
+    """The batch without its oversize records, which become dead letters cut to max_bytes: sent
+    whole they could break Kafka's message limit, and the output would then be retried forever
+    (found by a probe: a 999,950-byte record stopped serve's progress with the confluent client)."""
+    skip = set(oversize)
+    rest = [i for i in range(len(messages)) if i not in skip]
+    decoded = decode_batch([messages[i] for i in rest], model, max_bytes)
+    decoded.messages, decoded.kept = messages, [rest[k] for k in decoded.kept]
+    for i in oversize:
+        decoded.dead_letters.append(dead_letter(messages[i], None, too_large_reason(len(messages[i].value), max_bytes),
+                                                keep_bytes=max_bytes))
+        decoded.reasons.append("too_large")
+    return decoded
 
 
 def _general_batch(messages: list[Message], model: ScoringModel) -> DecodedBatch:
@@ -270,7 +311,7 @@ def result_of(decoded: DecodedBatch, scores: np.ndarray, top_k: int = 3,
     docs = list(map(ScoreDoc, ids, score_list, repeat(threshold), flag_list, repeat(version), top, sources))
     keys = list(map(str.encode, ids))
     outputs = list(decoded.dead_letters)
-    outputs += [Output("alerts", _to_json({**msgspec.structs.asdict(docs[j]), "record": decoded.record(rows[j])}),
+    outputs += [Output("alerts", _to_json({**msgspec.structs.asdict(docs[j]), "record": decoded.record_json(rows[j])}),
                        keys[j])
                 for j in np.flatnonzero(alerts).tolist()]
     retained = None
@@ -282,16 +323,21 @@ def result_of(decoded: DecodedBatch, scores: np.ndarray, top_k: int = 3,
 
 
 def score_messages(messages: list[Message], model: ScoringModel, top_k: int = 3,
-                   keep_records: bool = False) -> BatchResult:
+                   keep_records: bool = False, max_bytes: int = MAX_RECORD_BYTES) -> BatchResult:
     """The whole scoring of one batch, in line."""
-    decoded = decode_batch(messages, model)
+    decoded = decode_batch(messages, model, max_bytes)
     return result_of(decoded, model_scores(decoded), top_k, keep_records)
 
 
-def dead_letter(msg: Message, field_name: str | None, reason: str) -> Output:
-    """The original bytes, untouched, with the reason in headers (and the source position)."""
-    headers = [(REASON_HEADER, reason.encode()),
+def dead_letter(msg: Message, field_name: str | None, reason: str, keep_bytes: int | None = None) -> Output:
+    """The original bytes, untouched, with the reason in headers (and the source position);
+    past keep_bytes, only their start, and their whole size in a header."""
+    headers = [(REASON_HEADER, reason[:MAX_REASON_CHARS].encode()),
                (SOURCE_HEADER, f"{msg.topic}:{msg.partition}:{msg.offset}".encode())]
     if field_name:
-        headers.append((FIELD_HEADER, field_name.encode()))
-    return Output("deadletter", msg.value or b"", msg.key, headers)
+        headers.append((FIELD_HEADER, field_name[:MAX_FIELD_CHARS].encode()))
+    value = msg.value or b""
+    if keep_bytes is not None and len(value) > keep_bytes:
+        headers.append((SIZE_HEADER, str(len(value)).encode()))
+        value = value[:keep_bytes]
+    return Output("deadletter", value, msg.key, headers)

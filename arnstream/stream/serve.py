@@ -239,7 +239,7 @@ class Service:
         """Decode and encode the batch here; the scorer thread runs the model on it while this
         thread writes and commits the previous batch."""
         started = time.monotonic()
-        decoded = decode_batch(messages, self.model)
+        decoded = decode_batch(messages, self.model, self.cfg.serve.max_record_bytes)
         return InFlight(decoded, self._scorer.submit(model_scores, decoded), started)
 
     def _finish(self, batch: InFlight, consumer, polled_after: list[Message] = ()) -> bool:

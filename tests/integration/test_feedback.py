@@ -18,6 +18,7 @@ import time
 import numpy as np
 import orjson
 
+from arnstream.config import MAX_RECORD_BYTES
 from arnstream.feedback import FeedbackStore, make_label, retrain
 from arnstream.feedback.gate import score_records
 from arnstream.registry import Registry
@@ -101,7 +102,8 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
             bad = [b"not json", b"[1, 2]",
                    make_label("no-such-record", "anomaly", "ana").to_json(),
                    orjson.dumps({"record_id": ids[0], "label": "maybe", "analyst": "ana", "at": 1.0}),
-                   orjson.dumps({"record_id": ids[0], "label": ["anomaly"], "analyst": "ana", "at": 1.0})]
+                   orjson.dumps({"record_id": ids[0], "label": ["anomaly"], "analyst": "ana", "at": 1.0}),
+                   b"x" * (MAX_RECORD_BYTES + 1)]  # whole, its dead letter could break Kafka's message limit
             _send(cfg, cfg.topics.labels, bad)
             letters = dead.wait_for(lambda ms: len(ms) >= len(bad), 60, "dead letters of the bad labels")
             reasons = {m.value: m.header(REASON_HEADER).decode() for m in letters}
@@ -110,6 +112,7 @@ def test_labels_retrain_a_better_model_and_the_gate_rejects_a_bad_one(broker, mo
             assert "unknown record id" in reasons[bad[2]]
             assert dict(letters[3].headers)[FIELD_HEADER] == b"label"
             assert dict(letters[4].headers)[FIELD_HEADER] == b"label"  # a list as label stopped the thread
+            assert letters[5].value == bad[5][:MAX_RECORD_BYTES] and "too large" in reasons[letters[5].value]
             assert serve.thread.is_alive() and serve.service.feedback.is_alive()
 
             # analysts hunt and triage: 14 beacons caught by hand, and the first model's false

@@ -12,10 +12,12 @@ import numpy as np
 import orjson
 import pytest
 
+from arnstream.config import MAX_RECORD_BYTES
 from arnstream.registry import Registry
 from arnstream.stream.broker import EmbeddedBroker
-from arnstream.stream.scoring import REASON_HEADER, ScoringModel
+from arnstream.stream.scoring import REASON_HEADER, SIZE_HEADER, ScoringModel
 from arnstream.stream.serve import GC_THRESHOLDS
+from arnstream.stream.simulator import FlowSimulator
 
 from .conftest import (
     CLIENTS,
@@ -97,6 +99,48 @@ def test_malformed_records_go_to_the_dead_letter_topic_and_serving_goes_on(broke
     assert sum(serve.metrics.rejected.labels(r)._value.get()
                for r in ("not_json", "not_object", "missing_field", "out_of_range", "wrong_type",
                          "not_finite", "empty", "invalid")) == 1000
+
+
+def _padded(record: dict, size: int) -> bytes:
+    """A record grown to `size` bytes by a field the schema does not name (serve ignores it)."""
+    base = orjson.dumps(dict(record, pad=""))
+    return base.replace(b'"pad":""', b'"pad":"' + b"x" * (size - len(base)) + b'"')
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_records_too_large_to_pass_on_are_dead_letters_and_serving_goes_on(broker, model_registry, client):
+    # before serve.max_record_bytes, a 999,950-byte message made a dead letter over librdkafka's
+    # 1,000,000-byte limit: the batch was re-read and failed again, forever
+    cfg = make_config(broker.bootstrap, client, model_registry)
+    create_topics(cfg)
+    floods, _ = FlowSimulator(seed=9, attacks=("synflood",), attack_fraction=1.0, prefix="big").batch(5)
+    large = [_padded(r, 200_000) for r in floods]  # under the limit: scored, and alerts carry them whole
+    too_large = [b"x" * 999_950, _padded(floods[0], MAX_RECORD_BYTES + 1)]
+    scores = Collected(cfg, cfg.topics.scores)
+    alerts = Collected(cfg, cfg.topics.alerts)
+    dead = Collected(cfg, cfg.topics.deadletter, decode=False)
+    try:
+        with ServeThread(cfg) as serve:
+            good = produce_flows(cfg, 500, prefix="a")
+            produce_raw(cfg, too_large + large)
+            good += produce_flows(cfg, 500, seed=2, prefix="b")
+            wanted = set(good) | {r["flow_id"] for r in floods}
+            got = scores.wait_for(lambda m: {d["id"] for d in m} >= wanted, 90, "every record under the limit scored")
+            letters = dead.wait_for(lambda m: len(m) >= 2, 30, "2 dead letters")
+            flagged = {d["id"] for d in got if d["is_anomaly"] and d["id"].startswith("big")}
+            assert flagged, "no SYN flood flagged"
+            raised = alerts.wait_for(lambda m: {a["id"] for a in m} >= flagged, 30, "the large records' alerts")
+            assert serve.thread.is_alive() and serve.metrics.output_failures._value.get() == 0
+        assert serve.error is None
+    finally:
+        for c in (scores, alerts, dead):
+            c.stop()
+    assert sorted(len(m.value) for m in letters) == [MAX_RECORD_BYTES] * 2
+    assert sorted(int(m.header(SIZE_HEADER)) for m in letters) == sorted(map(len, too_large))
+    assert all(b"too large" in m.header(REASON_HEADER) for m in letters)
+    assert serve.metrics.rejected.labels("too_large")._value.get() == 2
+    sent = {r["flow_id"]: orjson.loads(v) for r, v in zip(floods, large)}
+    assert {a["id"]: a["record"] for a in raised if a["id"] in flagged} == {i: sent[i] for i in flagged}
 
 
 @pytest.mark.parametrize("client", CLIENTS)
