@@ -31,6 +31,7 @@ def test_wrong_type_is_named():
     ("training.target_fpr", 0.0, "between 0 and 1"), ("retrain.gate_fraction", 1.5, "between 0 and 1"),
     ("kafka.linger_ms", -1, "at least 0"), ("serve.output_timeout_s", 0.0, "above 0"),
     ("retrain.after_labels", 0, "at least 1"), ("retrain.min_alert_recall", 1.2, "between 0 and 1"),
+    ("serve.max_record_bytes", 100, "at least 1024"),
 ])
 def test_a_value_out_of_its_range_is_named(key, value, words):
     with pytest.raises(ConfigError, match=f"{key}.*{words}"):
