@@ -165,7 +165,7 @@ class FlowSchema:
 def _windows(raw, source: str) -> dict | None:
     if raw is None:
         return None
-    known = {"seconds": float, "connections": int, "max_keys": int}
+    known = {"seconds": float, "connections": int, "max_keys": int, "max_ahead_s": float}
     if not isinstance(raw, dict) or set(raw) - set(known):
         raise SchemaError(f"{source}: windows takes {sorted(known)}, got {raw!r}")
     out = {}

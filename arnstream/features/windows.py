@@ -7,6 +7,11 @@ same service, how many from the same source... The same object runs in training 
 the window in timestamp order) and in serving, so a record gets the same vector offline and
 online. State starts empty in both; idle keys are evicted once their window has passed,
 which changes no feature (an expired window is an empty one).
+
+A record timestamped far ahead of the stream is refused: river's TimeRolling expires events
+only when a newer one arrives, so after one record from the future every later record of its
+host, service and source stayed in their windows (counts grew without bound, and the
+windows' memory with them, until that time came).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import math
+import time
 from collections.abc import Mapping, Sequence
 
 from river import stats, utils
@@ -58,11 +64,18 @@ def connection_state(protocol: str, flags: str) -> str:
 
 
 class TrafficWindows:
-    def __init__(self, seconds: float = 2.0, connections: int = 100, max_keys: int = 100_000):
+    def __init__(self, seconds: float = 2.0, connections: int = 100, max_keys: int = 100_000,
+                 max_ahead_s: float = 300.0, clock=time.time):
         self.seconds = seconds
         self.connections = connections
         self.max_keys = max_keys
+        # the most a timestamp may run ahead of both the latest one windowed and this host's
+        # clock (which a stream produced faster than real time passes step by step)
+        self.max_ahead_s = max_ahead_s
+        self._clock = clock
+        self._latest = -math.inf  # the latest timestamp windowed
         self._period = dt.timedelta(seconds=seconds)
+        # last ts: the latest seen for the key (a late record must not make a busy key look idle)
         self._host: dict[str, list] = {}  # dst -> [TimeRolling(serror), TimeRolling(rerror), last ts]
         self._host_srv: dict[tuple, list] = {}  # (dst, service) -> [TimeRolling, last ts]
         self._srv: dict[str, list] = {}  # service -> [TimeRolling(serror), last ts]
@@ -100,6 +113,11 @@ class TrafficWindows:
             return "ts", "missing field" if ts is None else f"expected a finite number of seconds, got {ts!r:.40}"
         if not 0 <= ts <= _MAX_TS:  # (it raised OverflowError in the windows, which stopped serve)
             return "ts", f"value {ts:g} is out of range: seconds since 1970 up to {_MAX_TS:.0f} (year 9999)"
+        if ts > self._latest + self.max_ahead_s:  # the clock is read only at the start and on a jump
+            ahead = ts - max(self._latest, self._clock())
+            if ahead > self.max_ahead_s:
+                return "ts", (f"value {ts:.0f} is out of range: {ahead:,.0f} s ahead of the stream's latest time "
+                              f"and of this host's clock (windows.max_ahead_s: {self.max_ahead_s:g})")
         for name in ("src_addr", "dst_addr"):
             if not isinstance(r.get(name), str) or not r.get(name):
                 return name, "missing field" if r.get(name) is None else "expected an address string"
@@ -114,7 +132,9 @@ class TrafficWindows:
         return None
 
     def _one(self, r: Mapping) -> dict:
-        t = _EPOCH + dt.timedelta(seconds=float(r["ts"]))
+        ts = float(r["ts"])
+        self._latest = max(self._latest, ts)
+        t = _EPOCH + dt.timedelta(seconds=ts)
         dst, src, proto = r["dst_addr"], r["src_addr"], r["protocol"]
         service = PORT_SERVICES.get(r["dst_port"], "other") if proto in ("tcp", "udp") else proto
         state = connection_state(proto, r.get("tcp_flags") or "")
@@ -125,22 +145,22 @@ class TrafficWindows:
             host = self._host[dst] = [self._rolling(), self._rolling(), t]
         host[0].update(serror, t=t)
         host[1].update(rerror, t=t)
-        host[2] = t
+        host[2] = max(host[2], t)
         host_srv = self._host_srv.get((dst, service))
         if host_srv is None:
             host_srv = self._host_srv[(dst, service)] = [self._rolling(), t]
         host_srv[0].update(1.0, t=t)
-        host_srv[1] = t
+        host_srv[1] = max(host_srv[1], t)
         srv = self._srv.get(service)
         if srv is None:
             srv = self._srv[service] = [self._rolling(), t]
         srv[0].update(serror, t=t)
-        srv[1] = t
+        srv[1] = max(srv[1], t)
         from_src = self._src.get(src)
         if from_src is None:
             from_src = self._src[src] = [self._rolling(), t]
         from_src[0].update(1.0, t=t)
-        from_src[1] = t
+        from_src[1] = max(from_src[1], t)
 
         # last N connections (all hosts): a deque with counters, O(1) per record
         self._recent.append((dst, service))

@@ -58,6 +58,37 @@ def test_a_timestamp_no_date_can_hold_is_rejected_and_the_rest_windowed(ts):
     assert "out of range" in rejected[0][2] and out[1]["host_count"] == 2
 
 
+def test_a_timestamp_far_ahead_is_rejected_and_the_windows_stay_as_without_it():
+    # before: river's TimeRolling expires events only when a newer one arrives, so after one
+    # record from 2065 every later record of its service stayed in the window (srv_count 72 -> 2,569
+    # after 30,000 records, and growing)
+    records, _ = NetflowSimulator(seed=3, rate=500.0, start=0.0).batch(6000)
+    clean = TrafficWindows(clock=lambda: 0.0)
+    expected, _, _ = clean.apply(records)
+    skewed = TrafficWindows(clock=lambda: 0.0)
+    out, rows, rejected = skewed.apply(records[:100] + [dict(records[100], ts=3e9)] + records[100:])
+    assert [(r, f) for r, f, _ in rejected] == [(100, "ts")] and "ahead" in rejected[0][2]
+    assert len(rows) == len(records) and out == expected
+    held = [sum(len(v[0]._timestamps) for v in w._srv.values()) for w in (clean, skewed)]
+    assert held[0] == held[1]
+
+
+def test_the_host_clock_bounds_the_first_record_and_a_fast_stream_passes_step_by_step():
+    w = TrafficWindows(max_ahead_s=300.0, clock=lambda: 1000.0)
+    _, rows, rejected = w.apply([flow(1301.0), flow(1299.0)])
+    assert rows == [1] and [(r, f) for r, f, _ in rejected] == [(0, "ts")]
+    # produced faster than real time (a simulator, a replay): an hour ahead of the clock, in steps
+    fast, _ = NetflowSimulator(seed=4, rate=1.0, start=1000.0).batch(3600)
+    _, rows, rejected = TrafficWindows(max_ahead_s=300.0, clock=lambda: 1000.0).apply(fast)
+    assert rejected == [] and fast[-1]["ts"] > 3000.0
+
+
+def test_a_late_record_does_not_make_a_busy_key_look_idle():
+    w = TrafficWindows(seconds=2.0)
+    w.apply([flow(100.0), flow(101.0), flow(5.0)])  # the last one late (a device clock behind)
+    assert w._host["10.1.0.10"][2] == w._host["10.1.0.10"][0]._latest
+
+
 def test_eviction_of_idle_keys_changes_no_feature():
     sim = NetflowSimulator(seed=3, attacks=("scan", "synflood"), rate=500.0, start=0.0)
     records, _ = sim.batch(25000)
