@@ -11,13 +11,17 @@ which changes no feature (an expired window is an empty one).
 A record timestamped far ahead of the stream is refused: river's TimeRolling expires events
 only when a newer one arrives, so after one record from the future every later record of its
 host, service and source stayed in their windows (counts grew without bound, and the
-windows' memory with them, until that time came).
+windows' memory with them, until that time came). "Ahead" is measured from the latest
+timestamp windowed and from this host's clock (after a gap in traffic, or at the start, only
+the clock tells a real jump from a wrong one); a whole stream ahead of the clock (a replay, a
+host clock behind) is followed once FOLLOW_AFTER of its records in a row ran ahead together.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from river import stats, utils
 
 from ..schema import FlowSchema
+
+log = logging.getLogger(__name__)
 
 # well-known destination ports -> service (the rest is "other")
 PORT_SERVICES = {20: "ftp_data", 21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "dns", 80: "http",
@@ -40,6 +46,9 @@ DERIVED = ("service", "conn_state", "host_count", "host_serror_rate", "host_rerr
 _EPOCH = dt.datetime(1970, 1, 1)  # naive UTC: river compares with a naive start
 # the last second a datetime holds (31 Dec 9999): a later (or negative) timestamp cannot be windowed
 _MAX_TS = (dt.datetime(9999, 12, 31, 23, 59, 59) - _EPOCH).total_seconds()
+# records in a row, each within max_ahead_s of the one before, all ahead of the clock: it is the
+# stream that runs ahead (one device's clock is interleaved with the others' records)
+FOLLOW_AFTER = 1000
 
 
 def _rate(value: float) -> float:
@@ -74,6 +83,7 @@ class TrafficWindows:
         self.max_ahead_s = max_ahead_s
         self._clock = clock
         self._latest = -math.inf  # the latest timestamp windowed
+        self._ahead_run, self._ahead_ts = 0, -math.inf  # records refused in a row as ahead, the last one's ts
         self._period = dt.timedelta(seconds=seconds)
         # last ts: the latest seen for the key (a late record must not make a busy key look idle)
         self._host: dict[str, list] = {}  # dst -> [TimeRolling(serror), TimeRolling(rerror), last ts]
@@ -115,7 +125,7 @@ class TrafficWindows:
             return "ts", f"value {ts:g} is out of range: seconds since 1970 up to {_MAX_TS:.0f} (year 9999)"
         if ts > self._latest + self.max_ahead_s:  # the clock is read only at the start and on a jump
             ahead = ts - max(self._latest, self._clock())
-            if ahead > self.max_ahead_s:
+            if ahead > self.max_ahead_s and not self._stream_runs_ahead(ts, ahead):
                 return "ts", (f"value {ts:.0f} is out of range: {ahead:,.0f} s ahead of the stream's latest time "
                               f"and of this host's clock (windows.max_ahead_s: {self.max_ahead_s:g})")
         for name in ("src_addr", "dst_addr"):
@@ -131,9 +141,20 @@ class TrafficWindows:
             return "tcp_flags", "expected a string of flag letters"
         return None
 
+    def _stream_runs_ahead(self, ts: float, ahead: float) -> bool:
+        """One more record ahead; True (follow the stream) when FOLLOW_AFTER came in a row."""
+        together = abs(ts - self._ahead_ts) <= self.max_ahead_s
+        self._ahead_run, self._ahead_ts = (self._ahead_run + 1 if together else 1), ts
+        if self._ahead_run < FOLLOW_AFTER:
+            return False
+        log.warning("the last %d records all ran %.0f s or more ahead of this host's clock: following the "
+                    "stream's time (a replay, or this host's clock is behind)", self._ahead_run, self.max_ahead_s)
+        return True
+
     def _one(self, r: Mapping) -> dict:
         ts = float(r["ts"])
         self._latest = max(self._latest, ts)
+        self._ahead_run = 0
         t = _EPOCH + dt.timedelta(seconds=ts)
         dst, src, proto = r["dst_addr"], r["src_addr"], r["protocol"]
         service = PORT_SERVICES.get(r["dst_port"], "other") if proto in ("tcp", "udp") else proto

@@ -5,7 +5,7 @@ import pytest
 
 from arnstream.features import RecordEncoder
 from arnstream.features.pipeline import FeaturePipeline, derive
-from arnstream.features.windows import TrafficWindows, connection_state
+from arnstream.features.windows import FOLLOW_AFTER, TrafficWindows, connection_state
 from arnstream.schema import FlowSchema
 from arnstream.stream.netflow_sim import NetflowSimulator
 
@@ -81,6 +81,19 @@ def test_the_host_clock_bounds_the_first_record_and_a_fast_stream_passes_step_by
     fast, _ = NetflowSimulator(seed=4, rate=1.0, start=1000.0).batch(3600)
     _, rows, rejected = TrafficWindows(max_ahead_s=300.0, clock=lambda: 1000.0).apply(fast)
     assert rejected == [] and fast[-1]["ts"] > 3000.0
+
+
+def test_a_stream_ahead_of_the_clock_is_followed_and_one_device_ahead_is_not(caplog):
+    # a replay (or this host's clock behind): every record an hour ahead from the start
+    ahead, _ = NetflowSimulator(seed=5, rate=100.0, start=4600.0).batch(FOLLOW_AFTER + 500)
+    _, rows, rejected = TrafficWindows(clock=lambda: 1000.0).apply(ahead)
+    assert len(rejected) == FOLLOW_AFTER - 1 and rows == list(range(FOLLOW_AFTER - 1, len(ahead)))
+    assert "following the stream's time" in caplog.text
+    # one device an hour ahead among the others, as many of its records as that: all refused
+    normal, _ = NetflowSimulator(seed=6, rate=100.0, start=1000.0).batch(2 * FOLLOW_AFTER)
+    mixed = [dict(r, ts=r["ts"] + 3600.0) if i % 2 else r for i, r in enumerate(normal)]
+    _, rows, rejected = TrafficWindows(clock=lambda: 1000.0).apply(mixed)
+    assert rows == list(range(0, len(mixed), 2)) and len(rejected) == FOLLOW_AFTER
 
 
 def test_a_late_record_does_not_make_a_busy_key_look_idle():
