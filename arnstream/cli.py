@@ -632,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="everything on one machine: broker, simulator, train, serve, summary")
     common(p)
-    p.add_argument("--normal-records", type=int, default=30000, help="training traffic")
+    p.add_argument("--normal-records", type=int, default=40000,
+                   help="training traffic (a quarter of it calibrates the threshold)")
     p.add_argument("--live-seconds", type=float, default=150.0, help="how long live traffic flows")
     p.add_argument("--rate", type=float, default=1000.0, help="live records per second")
     p.add_argument("--attacks", help="default: scan,synflood,bruteforce,exfiltration (+ beacon for flowsim)")

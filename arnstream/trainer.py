@@ -21,6 +21,7 @@ from .features import RecordEncoder
 from .features.pipeline import derive
 from .models import make_detector
 from .models.arn import SCORE_MODES
+from .models.base import MIN_EXCEEDANCES
 from .registry import Registry
 from .schema import FlowSchema
 
@@ -28,6 +29,16 @@ log = logging.getLogger(__name__)
 
 MIN_RECORDS = 200
 REFERENCE_MAX = 10_000  # declared-normal records kept per version: a 0.1% quantile of them sits on ten
+HOLDOUT_SHARE = 0.1  # of a window, held out to calibrate the threshold: at least this ...
+HOLDOUT_MAX_SHARE = 1 / 3  # ... and up to this where the false-positive rate wants more records
+
+
+def holdout_share(n_records: int, fpr: float) -> float:
+    """The share of a window to calibrate on: 10%, or, where that is too few records for the
+    false-positive rate to leave MIN_EXCEEDANCES of them above the threshold (a window under
+    100,000 records at 0.1%), enough for that with a tenth to spare, up to a third."""
+    wanted = 1.1 * MIN_EXCEEDANCES / (fpr * max(n_records, 1))
+    return min(max(HOLDOUT_SHARE, wanted), HOLDOUT_MAX_SHARE)
 
 
 @dataclass
@@ -43,7 +54,7 @@ class TrainResult:
 
 
 def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, params: dict, *,
-                     registry: Registry, source: dict, seed: int = 0, holdout: float = 0.1,
+                     registry: Registry, source: dict, seed: int = 0, holdout: float | None = None,
                      promote: bool = True, progress: Callable | None = None,
                      anomalies: Sequence[dict] = (), derived: bool = False,
                      card_extra: dict | None = None, warm_start=None,
@@ -51,6 +62,7 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
                      reference: Sequence[dict] | None = None) -> TrainResult:
     """Fit encoder + detector on `records` (normal traffic) and register the result.
 
+    holdout: the share of `records` held out to calibrate the threshold (None: holdout_share).
     anomalies: analyst-labelled anomalous records, used as eq. 4 prescribes (the encoder is
     still fitted on normals only, and the threshold calibrated on held-out normals).
     derived: the records already carry their window features (the feedback store keeps them
@@ -76,7 +88,8 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
             raise ValueError("calibration records must carry their window features (derived=True)")
         train, held = list(records), [r for r in calibration if isinstance(r, dict)]
     else:
-        is_holdout = np.random.default_rng(seed).random(len(records)) < holdout
+        share = holdout_share(len(records), cfg.training.target_fpr) if holdout is None else holdout
+        is_holdout = np.random.default_rng(seed).random(len(records)) < share
         train = [r for r, h in zip(records, is_holdout) if not h]
         held = [r for r, h in zip(records, is_holdout) if h]
     if not held:
@@ -115,14 +128,21 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
             **(card_extra or {})}
     if reference is None:
         reference = [held[i] for i in held_batch.rows] if calibration is None else ()
-    reference = list(reference)
-    step = -(-len(reference) // REFERENCE_MAX)  # evenly over the window, not its first part, if too many
     version = registry.add(detector, encoder_state=encoder.to_dict(), metadata=metadata, card=card,
-                           reference=reference[::step] if reference else ())
+                           reference=evenly(list(reference), REFERENCE_MAX))
     if promote:
         registry.promote(version)
     return TrainResult(version, promote, len(X), len(X_hold), n_rejected, threshold, holdout_fpr,
                        time.monotonic() - started)
+
+
+def evenly(items: list, most: int) -> list:
+    """At most `most` of the items, spread evenly over them (not their first part). Exactly
+    `most` where there are more: every other one of 11,000 would keep 5,500, too few for the
+    retraining to calibrate a 0.1% threshold on."""
+    if len(items) <= most:
+        return items
+    return [items[i * len(items) // most] for i in range(most)]
 
 
 def model_param_names(cfg: Config) -> list[str]:
