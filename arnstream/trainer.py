@@ -35,8 +35,8 @@ HOLDOUT_MAX_SHARE = 1 / 3  # ... and up to this where the false-positive rate wa
 
 def holdout_share(n_records: int, fpr: float) -> float:
     """The share of a window to calibrate on: 10%, or, where that is too few records for the
-    false-positive rate to leave MIN_EXCEEDANCES of them above the threshold (a window under
-    100,000 records at 0.1%), enough for that with a tenth to spare, up to a third."""
+    false-positive rate to leave MIN_EXCEEDANCES of them above the threshold with a tenth to
+    spare (a window under 110,000 records at 0.1%), enough for that, up to a third."""
     wanted = 1.1 * MIN_EXCEEDANCES / (fpr * max(n_records, 1))
     return min(max(HOLDOUT_SHARE, wanted), HOLDOUT_MAX_SHARE)
 

@@ -125,7 +125,7 @@ class TrafficWindows:
             return "ts", f"value {ts:g} is out of range: seconds since 1970 up to {_MAX_TS:.0f} (year 9999)"
         if ts > self._latest + self.max_ahead_s:  # the clock is read only at the start and on a jump
             ahead = ts - max(self._latest, self._clock())
-            if ahead > self.max_ahead_s and not self._stream_runs_ahead(ts, ahead):
+            if ahead > self.max_ahead_s and not self._stream_runs_ahead(ts):
                 return "ts", (f"value {ts:.0f} is out of range: {ahead:,.0f} s ahead of the stream's latest time "
                               f"and of this host's clock (windows.max_ahead_s: {self.max_ahead_s:g})")
         for name in ("src_addr", "dst_addr"):
@@ -141,7 +141,7 @@ class TrafficWindows:
             return "tcp_flags", "expected a string of flag letters"
         return None
 
-    def _stream_runs_ahead(self, ts: float, ahead: float) -> bool:
+    def _stream_runs_ahead(self, ts: float) -> bool:
         """One more record ahead; True (follow the stream) when FOLLOW_AFTER came in a row."""
         together = abs(ts - self._ahead_ts) <= self.max_ahead_s
         self._ahead_run, self._ahead_ts = (self._ahead_run + 1 if together else 1), ts
