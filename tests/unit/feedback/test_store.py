@@ -1,3 +1,4 @@
+import sqlite3
 import threading
 
 import orjson
@@ -5,6 +6,7 @@ import pytest
 
 from arnstream.errors import RecordError
 from arnstream.feedback import FeedbackStore, make_label
+from arnstream.feedback.store import Evicted, ScoredRecord
 
 
 def _rows(ids, flagged=False, version="v0001"):
@@ -102,18 +104,74 @@ def test_two_connections_write_and_read_concurrently(tmp_path):
     writer.close()
 
 
-def test_many_rows_are_written_in_chunks_and_a_repeated_id_keeps_its_last_row(tmp_path, monkeypatch):
-    monkeypatch.setattr("arnstream.feedback.store.ROWS_PER_INSERT", 7)  # chunks of 7, and a rest
+def test_a_repeated_id_keeps_its_last_row_within_a_batch_and_across_batches(tmp_path):
     s = FeedbackStore(tmp_path / "store.sqlite3")
     try:
         rows = _rows([f"r{i}" for i in range(40)]) + _rows(["r3"], flagged=True, version="v0002")
         s.put_scored(rows, now=5.0)
         assert s.count_scored() == 40
-        assert s.db.execute("SELECT model_version, flagged, score FROM scored WHERE record_id = 'r3'").fetchone() == (
-            "v0002", 1, 0.9)
-        assert s.db.execute("SELECT record FROM scored WHERE record_id = 'r39'").fetchone()[0] == rows[39][4]
+        assert s.scored("r3") == ScoredRecord("r3", 5.0, "v0002", 0.9, 1, rows[40][4])
+        assert s.scored("r39") == ScoredRecord("r39", 5.0, "v0001", 0.1, 0, rows[39][4])
+        assert s.scored("r4") is not None and s.scored("r") is None and s.scored("r3'") is None
+        # re-scored in a later batch (re-read after a crash): the newer row is the record's
+        s.put_scored(_rows(["r5"], version="v0003"), now=6.0)
+        assert s.scored("r5").model_version == "v0003"
+        assert [rid for rid, _ in s.recent_unflagged(3)] == ["r5", "r39", "r38"]
+        assert "r5" not in [rid for rid, _ in s.recent_unflagged(100)][1:]
+        assert s.count_scored() == 41  # both rows, until the older batch is evicted
     finally:
         s.close()
+
+
+def test_ids_of_any_text_are_found_exactly(store):
+    ids = ["a", "ab", "b:a", "", "x\nb", "\u00e9t\u00e9", "7", "a b"]
+    store.put_scored(_rows(ids), now=1.0)
+    for n, rid in enumerate(ids):
+        assert orjson.loads(store.scored(rid).record) == {"flow_id": rid, "x": n}
+    assert store.scored("a b ") is None and store.scored("b") is None
+
+
+def test_size_eviction_trims_the_oldest_batch_it_does_not_drop_whole(tmp_path):
+    s = FeedbackStore(tmp_path / "store.sqlite3", max_records=10)
+    try:
+        s.put_scored(_rows([f"a{i}" for i in range(6)]), now=1.0)
+        s.put_scored(_rows([f"b{i}" for i in range(6)], flagged=True), now=2.0)
+        assert s.maintain(now=3.0) == Evicted(by_age=0, by_size=2)
+        assert s.count_scored() == 10
+        assert s.scored("a1") is None and s.scored("a2") == ScoredRecord("a2", 1.0, "v0001", 0.1, 0, _rows(
+            [f"a{i}" for i in range(6)])[2][4])
+        assert [rid for rid, _ in s.recent_unflagged(10)] == ["a5", "a4", "a3", "a2"]
+        assert s.maintain(now=3.0) == Evicted(0, 0)
+        s.max_records = 3
+        assert s.maintain(now=3.0) == Evicted(0, 7)
+        assert [rid for rid, _ in s.recent_flagged(10)] == ["b5", "b4", "b3"]
+    finally:
+        s.close()
+
+
+def test_a_store_of_a_row_per_record_is_converted_on_open(tmp_path):
+    path = tmp_path / "store.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE scored (record_id TEXT PRIMARY KEY, scored_at REAL NOT NULL, model_version TEXT NOT NULL,
+            score REAL NOT NULL, flagged INTEGER NOT NULL, record BLOB NOT NULL);
+        CREATE TABLE labels (record_id TEXT PRIMARY KEY, label INTEGER NOT NULL, analyst TEXT NOT NULL,
+            at REAL NOT NULL, note TEXT, received_at REAL NOT NULL, record BLOB NOT NULL, score REAL,
+            flagged INTEGER, model_version TEXT);""")
+    rows = [(rid, at, "v0001", 0.5, flagged, orjson.dumps({"flow_id": rid}))
+            for rid, at, flagged in [("p", 1.0, 0), ("q", 1.0, 1), ("r", 2.0, 0)]]
+    old.executemany("INSERT INTO scored VALUES (?, ?, ?, ?, ?, ?)", rows)
+    old.commit()
+    old.close()
+    s = FeedbackStore(path, max_age_s=100.0)
+    try:
+        assert s.count_scored() == 3 and s.scored("q") == ScoredRecord("q", 1.0, "v0001", 0.5, 1, rows[1][5])
+        assert [rid for rid, _ in s.recent_unflagged(10)] == ["r", "p"]
+        assert s.maintain(now=101.5) == Evicted(by_age=2, by_size=0)  # each batch kept its time
+        assert s.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'scored'").fetchone() == (0,)
+    finally:
+        s.close()
+    FeedbackStore(path).close()  # opens again as it is
 
 
 def test_the_alert_span_counts_records_scored_since_the_oldest_unlabelled_alert(store):

@@ -85,6 +85,7 @@ def test_reason_categories_are_bounded(reason, category):
 
 def test_the_scored_records_kept_for_the_feedback_store_are_those_scored(model, tmp_path):
     from arnstream.feedback import FeedbackStore
+    from arnstream.feedback.store import ScoredRecord
 
     records, _ = FlowSimulator(seed=7, attacks=("synflood",), attack_fraction=0.3).batch(20)
     values = [orjson.dumps(r) for r in records]
@@ -100,9 +101,8 @@ def test_the_scored_records_kept_for_the_feedback_store_are_those_scored(model, 
         store.put_scored_columns(kept, now=1.0)
         assert store.count_scored() == 20
         for i in (0, 7, 19):
-            assert store.db.execute("SELECT scored_at, model_version, score, flagged, record FROM scored "
-                                    "WHERE record_id = ?", (records[i]["flow_id"],)).fetchone() == (
-                1.0, "v0007", kept.scores[i], kept.flagged[i], orjson.dumps(records[i]))
+            assert store.scored(records[i]["flow_id"]) == ScoredRecord(
+                records[i]["flow_id"], 1.0, "v0007", kept.scores[i], kept.flagged[i], orjson.dumps(records[i]))
     finally:
         store.close()
 
