@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import Config, load_config, parse_assignment
 from .errors import ArnstreamError
+from .stream.demo_options import DemoOptions
 
 log = logging.getLogger("arnstream")
 
@@ -464,13 +465,16 @@ def cmd_retrain(args) -> int:
     return 0 if outcome.outcome in ("promoted", "rejected", "skipped") else 1
 
 
+DEMO = DemoOptions()  # the demo's defaults, for its flags
+
+
 def _demo_attacks(cfg: Config) -> str:
     # beacon (flowsim only) is what the first model misses and the analyst's labels teach
-    return "scan,synflood,bruteforce,exfiltration" + (",beacon" if cfg.serve.schema == "flowsim" else "")
+    return ",".join(DEMO.attacks) + (",beacon" if cfg.serve.schema == "flowsim" else "")
 
 
 def cmd_demo(args) -> int:
-    from .stream.demo import DemoOptions, run_demo
+    from .stream.demo import run_demo
 
     cfg = _config(args)
     _apply_runtime(cfg)
@@ -632,21 +636,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="everything on one machine: broker, simulator, train, serve, summary")
     common(p)
-    p.add_argument("--normal-records", type=int, default=40000,
-                   help="training traffic (a quarter of it calibrates the threshold)")
-    p.add_argument("--live-seconds", type=float, default=150.0, help="how long live traffic flows")
-    p.add_argument("--rate", type=float, default=1000.0, help="live records per second")
-    p.add_argument("--attacks", help="default: scan,synflood,bruteforce,exfiltration (+ beacon for flowsim)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--labels", type=int, default=20, help="labels the simulated analyst sends (0: none)")
-    p.add_argument("--analyst-after", type=float, default=15.0, help="seconds of live traffic before it does")
+    p.add_argument("--normal-records", type=int, default=DEMO.normal_records,
+                   help="training traffic (a tenth of it or more, up to a third, calibrates the threshold)")
+    p.add_argument("--live-seconds", type=float, default=DEMO.live_seconds, help="how long live traffic flows")
+    p.add_argument("--rate", type=float, default=DEMO.rate, help="live records per second")
+    p.add_argument("--attacks", help=f"default: {','.join(DEMO.attacks)} (+ beacon for flowsim)")
+    p.add_argument("--epochs", type=int, default=DEMO.epochs)
+    p.add_argument("--labels", type=int, default=DEMO.labels, help="labels the simulated analyst sends (0: none)")
+    p.add_argument("--analyst-after", type=float, default=DEMO.analyst_after_s,
+                   help="seconds of live traffic before it does")
     p.add_argument("--batch-size", type=int, default=256, help="small batches: enough steps on a short window")
     p.add_argument("--model", help="default: model.name")
     p.add_argument("--keep-running", action="store_true", help="keep simulating and serving until Ctrl-C")
-    p.add_argument("--workdir", default="results/demo", help="registry and logs of the demo")
+    p.add_argument("--workdir", default=DEMO.workdir, help="registry and logs of the demo")
     p.add_argument("--schema", help="flowsim (default) or netflow (raw flows with traffic windows)")
     p.add_argument("--metrics-address", help="host:port of /metrics")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEMO.seed)
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -18,7 +18,6 @@ import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from ..schema import FlowSchema
 from ..trainer import alerting_params, train_on_records
 from .broker import EmbeddedBroker, free_port
 from .client import ensure_topics, open_producer
+from .demo_options import DemoOptions
 from .serve import Service
 from .simulator import make_simulator, produce
 from .tail import TopicTail
@@ -42,21 +42,6 @@ log = logging.getLogger(__name__)
 
 DEMO_NEW_ALERT_BUDGET = 0.1  # retrain.max_new_alert_rate in the demo (its traffic is 5% attacks)
 MALFORMED_EVERY = 500  # one malformed record per this many live records, to show dead letters
-
-
-@dataclass
-class DemoOptions:
-    normal_records: int = 40000  # 29,000 to train on, 11,000 to calibrate the 0.1% threshold on
-    live_seconds: float = 150.0
-    rate: float = 1000.0
-    attacks: tuple[str, ...] = ("scan", "synflood", "bruteforce", "exfiltration")
-    epochs: int = 12
-    analyst_after_s: float = 15.0  # when the simulated analyst starts looking (it sends once it has `labels`)
-    labels: int = 20  # how many (0: no analyst, no retraining)
-    keep_running: bool = False
-    workdir: str = "results/demo"
-    seed: int = 0
-    live_partitions: int = 2
 
 
 def _say(text: str) -> None:
