@@ -19,6 +19,7 @@ import time
 from ..config import Config
 from ..errors import BrokerError, RecordError
 from ..feedback import FeedbackStore, parse_label, retrain, retrain_due
+from ..feedback.labels import Label
 from ..feedback.retrain import RetrainCancelled, RetrainOutcome
 from ..observability import ServeMetrics
 from ..registry import Registry
@@ -97,14 +98,21 @@ class FeedbackWorker(threading.Thread):
         """Join a batch of labels; dead-letter the bad ones; commit once that output is written."""
         counts: dict[str, int] = {}
         max_bytes = self.cfg.serve.max_record_bytes
+        parsed: list[Label | RecordError] = []
         for msg in messages:
             try:
                 if msg.value is not None and len(msg.value) > max_bytes:  # sent on whole, it could break Kafka's limit
                     raise RecordError(None, too_large_reason(len(msg.value), max_bytes))
-                outcome = store.add_label(parse_label(msg.value))
+                parsed.append(parse_label(msg.value))
             except RecordError as exc:
+                parsed.append(exc)
+        # joined in one go: each label's record is found in one walk over the store, not one scan each
+        joined = iter(store.add_labels([p for p in parsed if not isinstance(p, RecordError)]))
+        for msg, item in zip(messages, parsed):
+            outcome = item if isinstance(item, RecordError) else next(joined)
+            if isinstance(outcome, RecordError):
+                producer.send(self.cfg.topics.deadletter, *_dead_parts(msg, outcome, max_bytes))
                 outcome = "rejected"
-                producer.send(self.cfg.topics.deadletter, *_dead_parts(msg, exc, max_bytes))
             counts[outcome] = counts.get(outcome, 0) + 1
         try:
             producer.flush(self.cfg.serve.output_timeout_s)

@@ -182,3 +182,34 @@ def test_the_alert_span_counts_records_scored_since_the_oldest_unlabelled_alert(
     store.add_label(make_label("n2", "normal", "ana"))  # not an alert: not counted as triaged
     assert store.alert_span(10) == (5, 1)  # from f2 on: f2, f3, n2, n3, f4
     assert store.alert_span(1) == (1, 0)  # f4 alone
+
+
+def test_labels_joined_at_once_end_as_joined_one_by_one(tmp_path):
+    labels = [make_label("a", "anomaly", "ana", at=1.0), make_label("ghost", "anomaly", "ana", at=1.0),
+              make_label("b", "normal", "ana", at=1.0), make_label("a", "anomaly", "bob", at=2.0),
+              make_label("a", "normal", "bob", at=3.0), make_label("b", "anomaly", "eve", at=0.5),
+              make_label("c", "anomaly", "ana", at=1.0)]
+    ends = []
+    for one_by_one in (True, False):
+        s = FeedbackStore(tmp_path / f"{one_by_one}.sqlite3")
+        try:
+            s.put_scored(_rows(["a", "c"]), now=1.0)
+            s.put_scored(_rows(["b", "c"], flagged=True, version="v0002"), now=2.0)  # c re-scored: its newer row
+            if one_by_one:
+                outcomes = []
+                for label in labels:
+                    try:
+                        outcomes.append(s.add_label(label, now=9.0))
+                    except RecordError as exc:
+                        outcomes.append(exc)
+            else:
+                outcomes = s.add_labels(labels, now=9.0)
+            ends.append(([o if isinstance(o, str) else str(o) for o in outcomes],
+                         s.db.execute("SELECT * FROM labels ORDER BY record_id").fetchall()))
+        finally:
+            s.close()
+    assert ends[0] == ends[1]
+    outcomes, rows = ends[1]
+    assert outcomes[0] == "new" and "unknown record id 'ghost'" in outcomes[1]
+    assert outcomes[2:] == ["new", "duplicate", "replaced", "outdated", "new"]
+    assert [(r[0], r[1], r[9]) for r in rows] == [("a", 0, "v0001"), ("b", 0, "v0002"), ("c", 1, "v0002")]
