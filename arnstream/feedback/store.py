@@ -216,9 +216,7 @@ class FeedbackStore:
         if row is None:
             return None
         batch = _Batch(*row)
-        i = batch.ids.index(needle[1:-1])
-        return ScoredRecord(record_id, batch.scored_at, batch.version(i), float(batch.scores[i]),
-                            int(batch.flagged[i]), batch.record(i))
+        return self._stored(batch, batch.ids.index(needle[1:-1]), record_id)
 
     def _scored_many(self, record_ids: set[str]) -> dict[str, ScoredRecord]:
         """`scored` for many ids at once: one walk over the batches, newest first."""
@@ -233,9 +231,12 @@ class FeedbackStore:
             position = {rid: i for i, rid in enumerate(batch.ids) if rid in hits}
             for packed_id, i in position.items():
                 rid = wanted.pop(packed_id)
-                found[rid] = ScoredRecord(rid, batch.scored_at, batch.version(i), float(batch.scores[i]),
-                                          int(batch.flagged[i]), self._record_of(batch, i))
+                found[rid] = self._stored(batch, i, rid)
         return found
+
+    def _stored(self, batch: _Batch, i: int, record_id: str) -> ScoredRecord:
+        return ScoredRecord(record_id, batch.scored_at, batch.version(i), float(batch.scores[i]),
+                            int(batch.flagged[i]), self._record_of(batch, i))
 
     def maintain(self, now: float | None = None) -> Evicted:
         now = time.time() if now is None else now
