@@ -58,6 +58,10 @@ class TrainingConfig:
     # 2026-11-30, 18:30 UTC), combined (their sum) or discriminator (the paper's p(anomaly | x),
     # bounded): docs/streaming.md "Which score alerts"
     score_mode: str = "either"
+    # ARN's discriminator width in models trained to alert (null: the model's own, the paper's
+    # 64): 32 scores 2.2x faster, trains 1.5x faster and detected as well in the demo
+    # (docs/streaming.md "A narrower discriminator for serving"); model.params.d_width wins
+    discriminator_width: int | None = 32
 
 
 @dataclass
@@ -177,6 +181,7 @@ _SHARE = (lambda v: 0 <= v <= 1), "between 0 and 1"
 RANGES = {
     "runtime.threads": _at_least(1),
     "training.epochs": _at_least(1), "training.batch_size": _at_least(1), "training.target_fpr": _FRACTION,
+    "training.discriminator_width": _at_least(4),
     "kafka.session_timeout_ms": _above(0), "kafka.linger_ms": _at_least(0),
     "serve.batch_size": _at_least(1), "serve.poll_timeout_ms": _at_least(0), "serve.output_timeout_s": _above(0),
     "serve.reload_interval_s": _above(0), "serve.wait_for_model_s": _above(0), "serve.top_features": _at_least(0),

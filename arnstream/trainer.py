@@ -106,8 +106,13 @@ def train_on_records(records: Sequence[dict], schema: FlowSchema, cfg: Config, p
     X_anom = encoder.transform_batch(list(anomalies)).X if len(anomalies) else X[:0]
     if warm_start is not None:
         detector = warm_start.detector
+        kept = getattr(detector, "shape_params", ())
         for name, value in {"seed": seed, **params}.items():
-            setattr(detector, name, value)
+            if name not in kept:
+                setattr(detector, name, value)
+            elif getattr(detector, name) != value:  # its weights have the model in use's shape
+                log.info("warm start keeps the model in use's %s=%r (the config asks %r); "
+                         "retrain.warm_start: false trains a new one", name, getattr(detector, name), value)
         detector.warm_start = True
     else:
         detector = make_detector(cfg.model.name, **{"seed": seed, **params})
@@ -165,14 +170,17 @@ def detector_params(cfg: Config) -> dict:
 
 def alerting_params(cfg: Config) -> dict:
     """detector_params for a model that will raise alerts (train, fit, the demo, retraining):
-    training.score_mode too, unless model.params sets score_mode itself. `evaluate` uses
-    detector_params: the paper's protocol scores with the model's own default."""
+    training.score_mode and training.discriminator_width too, unless model.params sets them.
+    `evaluate` uses detector_params: the paper's protocol keeps the model's own defaults."""
     params = detector_params(cfg)
     # checked for every model: a typo must not pass silently because this model ignores the key
     if cfg.training.score_mode not in SCORE_MODES:
         raise ConfigError("training.score_mode", f"expected one of {SCORE_MODES}, got {cfg.training.score_mode!r}")
-    if "score_mode" in model_param_names(cfg):
+    takes = model_param_names(cfg)
+    if "score_mode" in takes:
         params.setdefault("score_mode", cfg.training.score_mode)
+    if "d_width" in takes and cfg.training.discriminator_width is not None:
+        params.setdefault("d_width", cfg.training.discriminator_width)
     return params
 
 

@@ -206,6 +206,8 @@ def main() -> None:
     ap.add_argument("--compression", default=defaults.kafka.compression, help="producer compression")
     ap.add_argument("--linger-ms", type=int, default=defaults.kafka.linger_ms)
     ap.add_argument("--threads", type=int, default=defaults.serve.threads, help="torch threads in serve")
+    ap.add_argument("--discriminator-width", type=int, default=defaults.training.discriminator_width,
+                    help="the served ARN's (training.discriminator_width; the paper's is 64)")
     ap.add_argument("--feedback", choices=["both", "on"], default="both",
                     help="also measure serve without the feedback store")
     ap.add_argument("--repeat", type=int, default=1,
@@ -232,6 +234,8 @@ def main() -> None:
                     "--batch-size", str(args.batch_size), "--clients", client, "--compression", args.compression,
                     "--linger-ms", str(args.linger_ms), "--threads", str(args.threads), "--feedback", args.feedback,
                     "--repeat", str(args.repeat), "--malformed", str(args.malformed), "--rates-to", str(out)]
+            if args.discriminator_width is not None:
+                argv += ["--discriminator-width", str(args.discriminator_width)]
             subprocess.run(argv, check=True)
             serve_rate[client] = orjson.loads(out.read_bytes())
     if {"kafka-python", "confluent"} <= set(serve_rate):
@@ -242,7 +246,7 @@ def main() -> None:
 
 def measure_backend(args, client: str) -> float:
     """Ceiling and serve of one backend, `args.repeat` times; returns serve's median rate."""
-    registry = trained_registry("serve", epochs=5)
+    registry = trained_registry("serve", epochs=5, discriminator_width=args.discriminator_width)
     # the pass-through allocates per message too: freeze what is loaded by now (torch, the model
     # training) as serve does at each model load, or each ceiling is measured under a different
     # garbage-collector load (the first one, before any serve had frozen them, ran ~1.6x slower)

@@ -201,6 +201,7 @@ def _cycled(x: torch.Tensor, k: int) -> torch.Tensor:
 
 class ARN(TorchDetector):
     name = "arn"
+    shape_params = ("head", "latent_dim", "hidden", "d_width", "spectral_norm", "discriminators")
 
     def __init__(
         self,

@@ -48,6 +48,8 @@ class TorchDetector(Detector):
     progress: Callable[[EpochRecord], None] | None = None
     # continue from the fitted module on the next fit (feedback retraining); not a hyper-parameter
     warm_start: bool = False
+    # constructor arguments that shape the module's weights: a warm start keeps the fitted ones
+    shape_params: tuple[str, ...] = ()
 
     # ------------------------------------------------------------ subclass API
     def build_module(self, n_features: int) -> torch.nn.Module:

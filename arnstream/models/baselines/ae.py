@@ -31,6 +31,7 @@ class AutoEncoderModule(nn.Module):
 
 class AutoEncoder(TorchDetector):
     name = "ae"
+    shape_params = ("hidden", "latent_dim")
 
     def __init__(self, hidden: int = 32, latent_dim: int = 16, dropout: float = 0.0,
                  epochs: int = 30, batch_size: int = 1024, lr: float = 1e-3, seed: int = 0,

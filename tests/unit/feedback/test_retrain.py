@@ -333,6 +333,9 @@ def test_a_warm_start_continues_from_the_current_model_and_leaves_it_untouched(t
     store.close()
     candidate, current = registry.load(outcome.candidate), registry.load(first)
     assert candidate.encoder_state == current.encoder_state  # the same input layout, so the same weights fit
+    # the model in use was trained at the paper's width (evaluate's parameters), the config's retraining asks
+    # training.discriminator_width: the warm start keeps the shape its weights have
+    assert candidate.detector.d_width == current.detector.d_width == 64 != cfg.training.discriminator_width
     assert current.detector.score(np.zeros((1, current.detector.n_features_in_))) == pytest.approx(before)
     # for contrast: a retraining from scratch would fit its encoder to the new window
     assert RecordEncoder(FlowSchema.load("flowsim")).fit(live).to_dict() != current.encoder_state
