@@ -59,8 +59,8 @@ class TrainingConfig:
     # bounded): docs/streaming.md "Which score alerts"
     score_mode: str = "either"
     # ARN's discriminator width in models trained to alert (null: the model's own, the paper's
-    # 64): 32 scores 2.2x faster, trains 1.5x faster and detected as well in the demo
-    # (docs/streaming.md "A narrower discriminator for serving"); model.params.d_width wins
+    # 64): 32 scores 2.2x faster, trains 1.5x faster and detected as well in the flowsim demo
+    # (netflow: docs/streaming.md "A narrower discriminator for serving"); model.params.d_width wins
     discriminator_width: int | None = 32
 
 
